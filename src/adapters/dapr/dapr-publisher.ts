@@ -1,0 +1,179 @@
+import type { DaprClient } from '@dapr/dapr';
+import { OutboxConfigError, PublishError } from '../../errors';
+import type { BulkPublishResult, OutboxMessage, Publisher } from '../../ports/publisher';
+
+/** Options of `new DaprPublisher()`. */
+export interface DaprPublisherOptions {
+  /** Pubsub component name for events that carry none. Default 'pubsub'. */
+  pubsubName?: string;
+  /** Sidecar host. Default: env DAPR_HOST, else '127.0.0.1'. */
+  daprHost?: string;
+  /** Sidecar HTTP port. Default: env DAPR_HTTP_PORT, else 3500. */
+  daprPort?: string | number;
+  /** Sidecar API token (sent as `dapr-api-token`). Default: env DAPR_API_TOKEN. */
+  daprApiToken?: string;
+  /** Longest wait for one publish call, milliseconds. Default 10000. */
+  timeoutMs?: number;
+  /** A DaprClient of your own (HTTP protocol). Default: one made from the options above. */
+  client?: DaprClient;
+}
+
+const ZERO_TRACE = /^00-0{32}-0{16}-00$/;
+
+/**
+ * Publishes outbox messages through the Dapr sidecar with @dapr/dapr's DaprClient.
+ *
+ * - The CloudEvent id is pinned to the event id (`metadata.cloudevent.id`), so every attempt of an
+ *   event reaches subscribers with the same id and their inbox can drop repeats.
+ * - The SDK resolves `{ error }` instead of throwing; that is turned into a PublishError here.
+ * - Bulk publish reads `failedEntries` from the sidecar's answer itself (the SDK reports none,
+ *   js-sdk#703), and pins each entry's id by sending it as a CloudEvent.
+ *
+ * ```ts
+ * const outbox = createOutbox({ sequelize, publisher: new DaprPublisher({ pubsubName: 'pubsub' }) });
+ * ```
+ */
+export class DaprPublisher implements Publisher {
+  readonly pubsubName: string;
+  readonly client: DaprClient;
+  private readonly timeoutMs: number;
+  private readonly ownsClient: boolean;
+
+  constructor(options: DaprPublisherOptions = {}) {
+    this.pubsubName = options.pubsubName ?? 'pubsub';
+    if (typeof this.pubsubName !== 'string' || this.pubsubName.trim() === '') {
+      throw new OutboxConfigError('pubsubName', options.pubsubName, 'must be a non-empty string');
+    }
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new OutboxConfigError('timeoutMs', options.timeoutMs, 'must be a number of milliseconds > 0');
+    const port = String(options.daprPort ?? process.env.DAPR_HTTP_PORT ?? '3500');
+    if (!/^\d{1,5}$/.test(port)) throw new OutboxConfigError('daprPort', options.daprPort ?? process.env.DAPR_HTTP_PORT, 'must be a TCP port number');
+    this.ownsClient = !options.client;
+    if (options.client) {
+      this.client = options.client;
+    } else {
+      // Loaded here so that the core and users of other publishers never load the SDK.
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const dapr = require('@dapr/dapr') as typeof import('@dapr/dapr');
+      const quiet = { error() {}, warn() {}, info() {}, verbose() {}, debug() {} };
+      this.client = new dapr.DaprClient({
+        daprHost: options.daprHost ?? process.env.DAPR_HOST ?? '127.0.0.1',
+        daprPort: port,
+        communicationProtocol: dapr.CommunicationProtocolEnum.HTTP,
+        daprApiToken: options.daprApiToken ?? process.env.DAPR_API_TOKEN,
+        isKeepAlive: true,
+        logger: { level: dapr.LogLevel.Error, service: quiet },
+      });
+    }
+  }
+
+  async publish(message: OutboxMessage): Promise<void> {
+    const metadata: Record<string, string> = { 'cloudevent.id': message.id };
+    if (message.traceparent && !ZERO_TRACE.test(message.traceparent)) {
+      metadata['cloudevent.traceparent'] = message.traceparent;
+      metadata['cloudevent.traceid'] = message.traceparent;
+      if (message.tracestate) metadata['cloudevent.tracestate'] = message.tracestate;
+    }
+    const result = await this.withTimeout(
+      this.client.pubsub.publish(message.pubsubName, message.topic, JSON.parse(message.content), {
+        contentType: 'application/json',
+        metadata,
+      }),
+      message,
+    );
+    if (result && (result as { error?: unknown }).error) throw toPublishError((result as { error: unknown }).error, message);
+  }
+
+  async publishBulk(messages: readonly OutboxMessage[]): Promise<BulkPublishResult> {
+    if (messages.length === 0) return { failed: [] };
+    const first = messages[0]!;
+    const entries = messages.map((m) => ({
+      entryId: m.id,
+      contentType: 'application/cloudevents+json',
+      event: cloudEventOf(m),
+    }));
+    const http = (this.client as unknown as { daprClient: { executeWithApiVersion(v: string, url: string, params: object): Promise<unknown> } }).daprClient;
+    const url = `/publish/bulk/${encodeURIComponent(first.pubsubName)}/${first.topic.split('/').map(encodeURIComponent).join('/')}`;
+    try {
+      await this.withTimeout(
+        http.executeWithApiVersion('v1.0-alpha1', url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: entries }),
+        first,
+      );
+      return { failed: [] };
+    } catch (err) {
+      const answer = parseSdkError(err);
+      const body = answer?.body as { failedEntries?: Array<{ entryId?: string; error?: string }> } | undefined;
+      if (answer?.status === 500 && Array.isArray(body?.failedEntries)) {
+        const known = new Set(messages.map((m) => m.id));
+        return {
+          failed: body!.failedEntries
+            .filter((f) => typeof f.entryId === 'string' && known.has(f.entryId))
+            .map((f) => ({ id: f.entryId!, error: new PublishError(`bulk entry failed: ${f.error ?? 'unknown error'}`, { topic: first.topic, pubsubName: first.pubsubName, status: 500 }) })),
+        };
+      }
+      throw toPublishError(err, first);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsClient) await this.client.stop().catch(() => {});
+  }
+
+  private withTimeout<T>(p: Promise<T>, message: OutboxMessage): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new PublishError(`publish to ${message.pubsubName}/${message.topic} timed out after ${this.timeoutMs} ms`, { topic: message.topic, pubsubName: message.pubsubName })),
+        this.timeoutMs,
+      );
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** The event as a CloudEvent of our own: daprd keeps its id and fills source, type, time. */
+function cloudEventOf(m: OutboxMessage): Record<string, unknown> {
+  const ce: Record<string, unknown> = { specversion: '1.0', id: m.id, datacontenttype: 'application/json', data: JSON.parse(m.content) };
+  if (m.traceparent && !ZERO_TRACE.test(m.traceparent)) {
+    ce.traceid = m.traceparent;
+    ce.traceparent = m.traceparent;
+    ce.tracestate = m.tracestate ?? '';
+  }
+  return ce;
+}
+
+/** The SDK's HTTP errors carry `{"error","error_msg","status"}` as their message. */
+function parseSdkError(err: unknown): { status: number; body: unknown; text: string } | undefined {
+  const message = err instanceof Error ? err.message : typeof err === 'string' ? err : undefined;
+  if (!message) return undefined;
+  try {
+    const parsed = JSON.parse(message) as { status?: number; error_msg?: string };
+    if (typeof parsed.status !== 'number') return undefined;
+    let body: unknown = parsed.error_msg;
+    try {
+      body = JSON.parse(parsed.error_msg ?? '');
+    } catch {
+      /* not JSON */
+    }
+    return { status: parsed.status, body, text: parsed.error_msg ?? '' };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * 4xx answers (bad metadata, unknown pubsub, forbidden topic) cannot succeed on retry: permanent.
+ * 5xx, timeouts and connection errors are transient.
+ */
+function toPublishError(err: unknown, m: OutboxMessage): PublishError {
+  if (err instanceof PublishError) return err;
+  const answer = parseSdkError(err);
+  const detail = answer ? `${answer.status} ${answer.text}`.trim() : err instanceof Error ? err.message : String(err);
+  return new PublishError(`publish to ${m.pubsubName}/${m.topic} failed: ${detail}`, {
+    topic: m.topic,
+    pubsubName: m.pubsubName,
+    status: answer?.status,
+    permanent: answer !== undefined && answer.status >= 400 && answer.status < 500,
+    cause: err,
+  });
+}

@@ -1,0 +1,149 @@
+import type { Sequelize } from 'sequelize';
+import { dialectOf, quoteIdent, type SqlDialect } from './dialect';
+
+/** Table names the migrations and stores use. */
+export interface TableNames {
+  /** The outbox (MASA's IntegrationEventLog). Default 'integration_event_log'. */
+  outbox: string;
+  /** The inbox of handled (consumer, event id) pairs. Default 'integration_event_inbox'. */
+  inbox: string;
+  /** Which migrations ran. Default 'dapr_outbox_migrations'. */
+  migrations: string;
+}
+
+export const DEFAULT_TABLE_NAMES: TableNames = {
+  outbox: 'integration_event_log',
+  inbox: 'integration_event_inbox',
+  migrations: 'dapr_outbox_migrations',
+};
+
+/**
+ * One versioned schema step. `up` returns the statements for a dialect; they run in order and
+ * the step is recorded in the migrations table. Steps are append-only: a released step never
+ * changes.
+ */
+export interface Migration {
+  readonly name: string;
+  up(dialect: SqlDialect, tables: TableNames): string[];
+}
+
+function columnTypes(dialect: SqlDialect) {
+  switch (dialect) {
+    case 'sqlite':
+      return { pk: 'INTEGER PRIMARY KEY AUTOINCREMENT', big: 'INTEGER', text: 'TEXT', content: 'TEXT', small: 'INTEGER' };
+    case 'postgres':
+      return { pk: 'BIGSERIAL PRIMARY KEY', big: 'BIGINT', text: 'TEXT', content: 'TEXT', small: 'SMALLINT' };
+    default:
+      return { pk: 'BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY', big: 'BIGINT', text: 'TEXT', content: 'LONGTEXT', small: 'TINYINT' };
+  }
+}
+
+/**
+ * Times are epoch milliseconds in BIGINT columns: the same comparison and index behaviour on
+ * every dialect, and no time-zone conversion between the driver and the server.
+ */
+export const migrations: readonly Migration[] = [
+  {
+    name: '0001-create-outbox',
+    up(dialect, tables) {
+      const t = columnTypes(dialect);
+      const q = (n: string) => quoteIdent(dialect, n);
+      const table = q(tables.outbox);
+      const engine = dialect === 'mysql' || dialect === 'mariadb' ? ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4' : '';
+      return [
+        `CREATE TABLE IF NOT EXISTS ${table} (
+  id ${t.pk},
+  event_id VARCHAR(64) NOT NULL,
+  event_type_name VARCHAR(255) NOT NULL,
+  topic VARCHAR(255) NOT NULL,
+  pubsub_name VARCHAR(255) NOT NULL,
+  content ${t.content} NOT NULL,
+  state ${t.small} NOT NULL DEFAULT 0,
+  times_sent INTEGER NOT NULL DEFAULT 0,
+  creation_time ${t.big} NOT NULL,
+  modification_time ${t.big} NOT NULL,
+  next_attempt_time ${t.big} NULL,
+  lock_owner VARCHAR(100) NULL,
+  locked_until ${t.big} NULL,
+  row_version INTEGER NOT NULL DEFAULT 1,
+  traceparent VARCHAR(64) NULL,
+  tracestate VARCHAR(512) NULL,
+  last_error ${t.text} NULL
+)${engine}`,
+        `CREATE UNIQUE INDEX ${q(`ux_${tables.outbox}_event_id`)} ON ${table} (event_id)`,
+        // The claim query reads `next_attempt_time <= now ORDER BY next_attempt_time`; published and
+        // terminal rows have NULL there, so the index holds only live work however large the table.
+        `CREATE INDEX ${q(`ix_${tables.outbox}_next_attempt`)} ON ${table} (next_attempt_time)`,
+        // The cleanup query reads `state = 2 AND modification_time < ?`.
+        `CREATE INDEX ${q(`ix_${tables.outbox}_state_modified`)} ON ${table} (state, modification_time)`,
+      ];
+    },
+  },
+  {
+    name: '0002-create-inbox',
+    up(dialect, tables) {
+      const t = columnTypes(dialect);
+      const q = (n: string) => quoteIdent(dialect, n);
+      const table = q(tables.inbox);
+      const engine = dialect === 'mysql' || dialect === 'mariadb' ? ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4' : '';
+      return [
+        `CREATE TABLE IF NOT EXISTS ${table} (
+  consumer VARCHAR(191) NOT NULL,
+  event_id VARCHAR(191) NOT NULL,
+  handled_time ${t.big} NOT NULL,
+  PRIMARY KEY (consumer, event_id)
+)${engine}`,
+        `CREATE INDEX ${q(`ix_${tables.inbox}_handled`)} ON ${table} (handled_time)`,
+      ];
+    },
+  },
+];
+
+/**
+ * Runs the migrations that have not run yet, in order, and records each. Safe to call at every
+ * start and from several processes at once (a second runner finds the step recorded or the
+ * objects present).
+ */
+export async function runMigrations(
+  sequelize: Sequelize,
+  tables: TableNames = DEFAULT_TABLE_NAMES,
+  steps: readonly Migration[] = migrations,
+): Promise<string[]> {
+  const dialect = dialectOf(sequelize);
+  const q = (n: string) => quoteIdent(dialect, n);
+  const log = q(tables.migrations);
+  await sequelize.query(
+    `CREATE TABLE IF NOT EXISTS ${log} (name VARCHAR(191) NOT NULL PRIMARY KEY, run_time ${columnTypes(dialect).big} NOT NULL)`,
+    { raw: true, transaction: null },
+  );
+  const [rows] = await sequelize.query(`SELECT name FROM ${log}`, { raw: true, transaction: null });
+  const done = new Set((rows as Array<{ name: string }>).map((r) => r.name));
+  const applied: string[] = [];
+  for (const step of steps) {
+    if (done.has(step.name)) continue;
+    for (const statement of step.up(dialect, tables)) {
+      try {
+        await sequelize.query(statement, { raw: true, transaction: null });
+      } catch (err) {
+        if (!alreadyExists(err)) throw err;
+      }
+    }
+    try {
+      await sequelize.query(`INSERT INTO ${log} (name, run_time) VALUES (?, ?)`, {
+        replacements: [step.name, Date.now()],
+        raw: true,
+        transaction: null,
+      });
+    } catch (err) {
+      if (!alreadyExists(err)) throw err;
+    }
+    applied.push(step.name);
+  }
+  return applied;
+}
+
+/** A concurrent runner got there first: duplicate index or migration record. */
+function alreadyExists(err: unknown): boolean {
+  const message = String((err as { message?: unknown })?.message ?? '');
+  return /already exists|Duplicate key name|Duplicate entry|UNIQUE constraint failed|duplicate key value/i.test(message);
+}

@@ -1,0 +1,201 @@
+/**
+ * The outbox table's queries as small pure builders: text and parameters, testable as strings.
+ * Parameters use `?` replacements, which Sequelize binds on every dialect.
+ */
+import { EventState, type NewOutboxRow, type RepublishFilter } from '../../ports/outbox-store';
+import { quoteIdent, type SqlDialect } from './dialect';
+
+export interface Query {
+  sql: string;
+  params: unknown[];
+}
+
+export const OUTBOX_COLUMNS =
+  'id, event_id, event_type_name, topic, pubsub_name, content, state, times_sent, creation_time, ' +
+  'modification_time, next_attempt_time, lock_owner, locked_until, row_version, traceparent, tracestate, last_error';
+
+const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
+
+export function insertRows(
+  dialect: SqlDialect,
+  table: string,
+  rows: readonly NewOutboxRow[],
+  owner: string,
+  leaseUntil: number,
+  now: number,
+): Query {
+  const params: unknown[] = [];
+  const values: string[] = [];
+  for (const r of rows) {
+    // times_sent starts at 1: the committer's own attempt is reserved with the lease.
+    values.push('(?, ?, ?, ?, ?, 0, 1, ?, ?, ?, ?, ?, 1, ?, ?)');
+    params.push(r.id, r.eventTypeName, r.topic, r.pubsubName, r.content, r.creationTime, now, leaseUntil, owner, leaseUntil, r.traceparent ?? null, r.tracestate ?? null);
+  }
+  return {
+    sql:
+      `INSERT INTO ${quoteIdent(dialect, table)} (event_id, event_type_name, topic, pubsub_name, content, state, ` +
+      `times_sent, creation_time, modification_time, next_attempt_time, lock_owner, locked_until, row_version, traceparent, tracestate) ` +
+      `VALUES ${values.join(', ')}`,
+    params,
+  };
+}
+
+/**
+ * Due rows, oldest due first, skipping rows another claimer holds locked. Reads the
+ * next_attempt_time index only: published and terminal rows are NULL there and never scanned.
+ */
+export function selectDueForUpdate(dialect: SqlDialect, table: string, limit: number, now: number): Query {
+  return {
+    sql:
+      `SELECT ${OUTBOX_COLUMNS} FROM ${quoteIdent(dialect, table)} WHERE next_attempt_time <= ? ` +
+      `ORDER BY next_attempt_time LIMIT ${Math.trunc(limit)} FOR UPDATE SKIP LOCKED`,
+    params: [now],
+  };
+}
+
+export function markClaimedByRowIds(
+  dialect: SqlDialect,
+  table: string,
+  rowIds: readonly number[],
+  owner: string,
+  leaseUntil: number,
+  now: number,
+): Query {
+  return {
+    sql:
+      `UPDATE ${quoteIdent(dialect, table)} SET state = ${EventState.InProgress}, lock_owner = ?, locked_until = ?, ` +
+      `next_attempt_time = ?, times_sent = times_sent + 1, row_version = row_version + 1, modification_time = ? ` +
+      `WHERE id IN (${placeholders(rowIds.length)})`,
+    params: [owner, leaseUntil, leaseUntil, now, ...rowIds],
+  };
+}
+
+/**
+ * The claim without SKIP LOCKED (SQLite, older MySQL): one conditional UPDATE stamps the due rows
+ * with a claim token unique to this claim; the claimer then reads back what carries its token.
+ * The due condition is repeated outside the sub-select so a row changed in between is not taken.
+ */
+export function claimByToken(dialect: SqlDialect, table: string, limit: number, token: string, leaseUntil: number, now: number): Query {
+  const t = quoteIdent(dialect, table);
+  // MySQL refuses LIMIT directly inside IN (...): the derived table works everywhere.
+  return {
+    sql:
+      `UPDATE ${t} SET state = ${EventState.InProgress}, lock_owner = ?, locked_until = ?, next_attempt_time = ?, ` +
+      `times_sent = times_sent + 1, row_version = row_version + 1, modification_time = ? ` +
+      `WHERE id IN (SELECT id FROM (SELECT id FROM ${t} WHERE next_attempt_time <= ? ORDER BY next_attempt_time LIMIT ${Math.trunc(limit)}) due) ` +
+      `AND next_attempt_time <= ?`,
+    params: [token, leaseUntil, leaseUntil, now, now, now],
+  };
+}
+
+export function selectByOwner(dialect: SqlDialect, table: string, owner: string): Query {
+  return {
+    sql: `SELECT ${OUTBOX_COLUMNS} FROM ${quoteIdent(dialect, table)} WHERE lock_owner = ? AND state = ${EventState.InProgress}`,
+    params: [owner],
+  };
+}
+
+export function markPublished(dialect: SqlDialect, table: string, ids: readonly string[], now: number): Query {
+  return {
+    sql:
+      `UPDATE ${quoteIdent(dialect, table)} SET state = ${EventState.Published}, next_attempt_time = NULL, lock_owner = NULL, ` +
+      `locked_until = NULL, last_error = NULL, row_version = row_version + 1, modification_time = ? ` +
+      `WHERE event_id IN (${placeholders(ids.length)}) AND state <> ${EventState.Published}`,
+    params: [now, ...ids],
+  };
+}
+
+export function markFailed(
+  dialect: SqlDialect,
+  table: string,
+  id: string,
+  owner: string,
+  error: string,
+  nextAttemptTime: number | null,
+  now: number,
+): Query {
+  return {
+    sql:
+      `UPDATE ${quoteIdent(dialect, table)} SET state = ${EventState.PublishedFailed}, next_attempt_time = ?, lock_owner = NULL, ` +
+      `locked_until = NULL, last_error = ?, row_version = row_version + 1, modification_time = ? ` +
+      `WHERE event_id = ? AND lock_owner = ? AND state <> ${EventState.Published}`,
+    params: [nextAttemptTime, error.slice(0, 4000), now, id, owner],
+  };
+}
+
+export function extendLease(dialect: SqlDialect, table: string, ids: readonly string[], owner: string, leaseUntil: number, now: number): Query {
+  return {
+    sql:
+      `UPDATE ${quoteIdent(dialect, table)} SET locked_until = ?, next_attempt_time = ?, modification_time = ? ` +
+      `WHERE event_id IN (${placeholders(ids.length)}) AND lock_owner = ? AND state <> ${EventState.Published}`,
+    params: [leaseUntil, leaseUntil, now, ...ids, owner],
+  };
+}
+
+export function release(dialect: SqlDialect, table: string, ids: readonly string[], owner: string, now: number): Query {
+  return {
+    sql:
+      `UPDATE ${quoteIdent(dialect, table)} SET lock_owner = NULL, locked_until = NULL, next_attempt_time = ?, ` +
+      `row_version = row_version + 1, modification_time = ? ` +
+      `WHERE event_id IN (${placeholders(ids.length)}) AND lock_owner = ? AND state <> ${EventState.Published}`,
+    params: [now, now, ...ids, owner],
+  };
+}
+
+/** Published rows past retention, by the (state, modification_time) index, in bounded batches. */
+export function selectExpiredPublished(dialect: SqlDialect, table: string, before: number, limit: number): Query {
+  return {
+    sql:
+      `SELECT id FROM ${quoteIdent(dialect, table)} WHERE state = ${EventState.Published} AND modification_time < ? ` +
+      `ORDER BY modification_time LIMIT ${Math.trunc(limit)}`,
+    params: [before],
+  };
+}
+
+/** Deletes by primary key: short, row-only locks, whatever the table's size. */
+export function deleteByRowIds(dialect: SqlDialect, table: string, rowIds: readonly number[]): Query {
+  return {
+    sql: `DELETE FROM ${quoteIdent(dialect, table)} WHERE id IN (${placeholders(rowIds.length)}) AND state = ${EventState.Published}`,
+    params: [...rowIds],
+  };
+}
+
+/** Terminal failures (PublishedFailed with no next attempt) become due now, with a fresh count. */
+export function republish(dialect: SqlDialect, table: string, filter: RepublishFilter, now: number): Query {
+  const where = [`state = ${EventState.PublishedFailed}`, 'next_attempt_time IS NULL'];
+  const params: unknown[] = [now, now];
+  if (filter.ids) {
+    where.push(`event_id IN (${placeholders(filter.ids.length)})`);
+    params.push(...filter.ids);
+  }
+  if (filter.topic !== undefined) {
+    where.push('topic = ?');
+    params.push(filter.topic);
+  }
+  if (filter.before !== undefined) {
+    where.push('modification_time <= ?');
+    params.push(filter.before);
+  }
+  return {
+    sql:
+      `UPDATE ${quoteIdent(dialect, table)} SET state = ${EventState.NotPublished}, times_sent = 0, next_attempt_time = ?, ` +
+      `lock_owner = NULL, locked_until = NULL, row_version = row_version + 1, modification_time = ? WHERE ${where.join(' AND ')}`,
+    params,
+  };
+}
+
+export function selectByEventIds(dialect: SqlDialect, table: string, ids: readonly string[]): Query {
+  return {
+    sql: `SELECT ${OUTBOX_COLUMNS} FROM ${quoteIdent(dialect, table)} WHERE event_id IN (${placeholders(ids.length)}) ORDER BY id`,
+    params: [...ids],
+  };
+}
+
+export function countByState(dialect: SqlDialect, table: string): Query {
+  return {
+    sql:
+      `SELECT state, CASE WHEN state = ${EventState.PublishedFailed} AND next_attempt_time IS NULL THEN 1 ELSE 0 END AS terminal, ` +
+      `COUNT(*) AS n FROM ${quoteIdent(dialect, table)} GROUP BY state, CASE WHEN state = ${EventState.PublishedFailed} AND next_attempt_time IS NULL THEN 1 ELSE 0 END`,
+    params: [],
+  };
+}

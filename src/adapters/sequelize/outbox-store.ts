@@ -1,0 +1,215 @@
+import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import type {
+  EventState,
+  FailedMark,
+  NewOutboxRow,
+  OutboxRecord,
+  OutboxStats,
+  OutboxStore,
+  RepublishFilter,
+} from '../../ports/outbox-store';
+import { dialectOf, inTransaction, prepareConnection, supportsSkipLocked, writeGateFor, type SqlDialect, type WriteGate } from './dialect';
+import * as sql from './outbox-sql';
+
+/** Keeps IN (...) lists well under every dialect's parameter limit. */
+const CHUNK = 500;
+
+/** The outbox table on Sequelize (MySQL/MariaDB, SQLite; PostgreSQL SQL is dialect-aware too). */
+export class SequelizeOutboxStore implements OutboxStore {
+  readonly dialect: SqlDialect;
+  private readonly gate: WriteGate;
+  private skipLocked: Promise<boolean> | undefined;
+  private claims = 0;
+
+  constructor(
+    readonly sequelize: Sequelize,
+    readonly table: string,
+  ) {
+    this.dialect = dialectOf(sequelize);
+    this.gate = writeGateFor(sequelize);
+  }
+
+  async insert(rows: readonly NewOutboxRow[], tx: Transaction | null, owner: string, leaseUntil: number): Promise<void> {
+    if (rows.length === 0) return;
+    const now = Date.now();
+    const write = (t: Transaction) => this.exec(sql.insertRows(this.dialect, this.table, rows, owner, leaseUntil, now), t);
+    if (tx) await write(tx);
+    else await inTransaction(this.sequelize, write);
+  }
+
+  async claimDue(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]> {
+    if (await this.usesSkipLocked()) {
+      return inTransaction(this.sequelize, async (tx) => {
+        const rows = await this.select(sql.selectDueForUpdate(this.dialect, this.table, limit, now), tx);
+        if (rows.length === 0) return [];
+        await this.exec(sql.markClaimedByRowIds(this.dialect, this.table, rows.map((r) => r.rowId), owner, leaseUntil, now), tx);
+        return rows.map((r) => ({ ...r, state: 1 as EventState, lockOwner: owner, lockedUntil: leaseUntil, nextAttemptTime: leaseUntil, timesSent: r.timesSent + 1, rowVersion: r.rowVersion + 1, modificationTime: now }));
+      });
+    }
+    // Without SKIP LOCKED each claim stamps its own token, so concurrent claimers never share rows.
+    const token = `${owner}#${++this.claims}`;
+    return this.gate.run(async () => {
+      await this.exec(sql.claimByToken(this.dialect, this.table, limit, token, leaseUntil, now), null, false);
+      const rows = await this.select(sql.selectByOwner(this.dialect, this.table, token), null);
+      if (rows.length === 0) return rows;
+      // Hand the rows to the caller's owner name, so marks and releases match.
+      const ids = rows.map((r) => r.id);
+      for (let i = 0; i < ids.length; i += CHUNK) {
+        await this.exec(
+          {
+            sql: `UPDATE ${this.quoted()} SET lock_owner = ? WHERE lock_owner = ? AND event_id IN (${ids.slice(i, i + CHUNK).map(() => '?').join(', ')})`,
+            params: [owner, token, ...ids.slice(i, i + CHUNK)],
+          },
+          null,
+          false,
+        );
+      }
+      return rows.map((r) => ({ ...r, lockOwner: owner }));
+    });
+  }
+
+  async markPublished(ids: readonly string[], now: number): Promise<void> {
+    await this.inChunks(ids, (chunk) => this.exec(sql.markPublished(this.dialect, this.table, chunk, now), null, false));
+  }
+
+  async markFailed(marks: readonly FailedMark[], owner: string, now: number): Promise<void> {
+    if (marks.length === 0) return;
+    await this.gate.run(async () => {
+      for (const m of marks) {
+        await this.exec(sql.markFailed(this.dialect, this.table, m.id, owner, m.error, m.nextAttemptTime, now), null, false);
+      }
+    });
+  }
+
+  async extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<void> {
+    await this.inChunks(ids, (chunk) => this.exec(sql.extendLease(this.dialect, this.table, chunk, owner, leaseUntil, now), null, false));
+  }
+
+  async release(ids: readonly string[], owner: string, now: number): Promise<void> {
+    await this.inChunks(ids, (chunk) => this.exec(sql.release(this.dialect, this.table, chunk, owner, now), null, false));
+  }
+
+  async deletePublished(before: number, limit: number): Promise<number> {
+    const q = sql.selectExpiredPublished(this.dialect, this.table, before, limit);
+    const rows = await this.sequelize.query(q.sql, {
+      replacements: q.params,
+      type: QueryTypes.SELECT,
+      transaction: null,
+    });
+    const rowIds = (rows as Array<{ id: unknown }>).map((r) => Number(r.id));
+    if (rowIds.length === 0) return 0;
+    let deleted = 0;
+    for (let i = 0; i < rowIds.length; i += CHUNK) {
+      deleted += await this.exec(sql.deleteByRowIds(this.dialect, this.table, rowIds.slice(i, i + CHUNK)), null);
+    }
+    return deleted;
+  }
+
+  async republish(filter: RepublishFilter, now: number): Promise<number> {
+    if (filter.ids && filter.ids.length === 0) return 0;
+    return this.exec(sql.republish(this.dialect, this.table, filter, now), null);
+  }
+
+  async find(ids: readonly string[]): Promise<OutboxRecord[]> {
+    const out: OutboxRecord[] = [];
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      out.push(...(await this.select(sql.selectByEventIds(this.dialect, this.table, ids.slice(i, i + CHUNK)), null)));
+    }
+    return out;
+  }
+
+  async stats(): Promise<OutboxStats> {
+    const q = sql.countByState(this.dialect, this.table);
+    const rows = (await this.sequelize.query(q.sql, { type: QueryTypes.SELECT, transaction: null })) as Array<Record<string, unknown>>;
+    const stats: OutboxStats = { notPublished: 0, inProgress: 0, published: 0, publishedFailed: 0, terminalFailed: 0 };
+    for (const r of rows) {
+      const n = Number(r.n);
+      switch (Number(r.state)) {
+        case 0: stats.notPublished += n; break;
+        case 1: stats.inProgress += n; break;
+        case 2: stats.published += n; break;
+        case 3:
+          if (Number(r.terminal) === 1) stats.terminalFailed += n;
+          else stats.publishedFailed += n;
+          break;
+      }
+    }
+    return stats;
+  }
+
+  /** Whether claims use SKIP LOCKED; asked of the server once. */
+  usesSkipLocked(): Promise<boolean> {
+    if (!this.skipLocked) {
+      this.skipLocked = (async () => {
+        if (this.dialect === 'sqlite') return false;
+        if (this.dialect === 'postgres') return true;
+        await prepareConnection(this.sequelize);
+        const [row] = (await this.sequelize.query('SELECT VERSION() AS v', { type: QueryTypes.SELECT, transaction: null })) as Array<{ v: string }>;
+        return supportsSkipLocked(this.dialect, String(row?.v ?? ''));
+      })();
+    }
+    return this.skipLocked;
+  }
+
+  private quoted(): string {
+    return this.dialect === 'mysql' || this.dialect === 'mariadb' ? `\`${this.table}\`` : `"${this.table}"`;
+  }
+
+  /** Runs `fn` per chunk of ids while holding the SQLite gate: `fn` must call exec with gated = false. */
+  private async inChunks(ids: readonly string[], fn: (chunk: readonly string[]) => Promise<unknown>): Promise<void> {
+    if (ids.length === 0) return;
+    await this.gate.run(async () => {
+      for (let i = 0; i < ids.length; i += CHUNK) await fn(ids.slice(i, i + CHUNK));
+    });
+  }
+
+  private async select(q: sql.Query, tx: Transaction | null): Promise<OutboxRecord[]> {
+    const rows = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: tx })) as Array<Record<string, unknown>>;
+    return rows.map(toRecord);
+  }
+
+  /**
+   * Runs a write and returns the affected row count. Writes outside a transaction pass the SQLite
+   * gate unless the caller already holds it (`gated` false).
+   */
+  private async exec(q: sql.Query, tx: Transaction | null, gated = true): Promise<number> {
+    const run = async () => {
+      const [result, meta] = (await this.sequelize.query(q.sql, { replacements: q.params, transaction: tx, raw: true })) as [unknown, unknown];
+      return affectedRows(this.dialect, result, meta);
+    };
+    if (tx || !gated || !this.gate.serial) return run();
+    return this.gate.run(run);
+  }
+}
+
+function affectedRows(dialect: SqlDialect, result: unknown, meta: unknown): number {
+  if (dialect === 'sqlite') return Number((meta as { changes?: number } | undefined)?.changes ?? 0);
+  if (dialect === 'postgres') return Number((meta as { rowCount?: number } | undefined)?.rowCount ?? 0);
+  return Number((result as { affectedRows?: number } | undefined)?.affectedRows ?? (meta as { affectedRows?: number } | undefined)?.affectedRows ?? 0);
+}
+
+function num(v: unknown): number | null {
+  return v === null || v === undefined ? null : Number(v);
+}
+
+export function toRecord(r: Record<string, unknown>): OutboxRecord {
+  return {
+    rowId: Number(r.id),
+    id: String(r.event_id),
+    eventTypeName: String(r.event_type_name),
+    topic: String(r.topic),
+    pubsubName: String(r.pubsub_name),
+    content: String(r.content),
+    state: Number(r.state) as EventState,
+    timesSent: Number(r.times_sent),
+    creationTime: Number(r.creation_time),
+    modificationTime: Number(r.modification_time),
+    nextAttemptTime: num(r.next_attempt_time),
+    lockOwner: (r.lock_owner as string | null) ?? null,
+    lockedUntil: num(r.locked_until),
+    rowVersion: Number(r.row_version),
+    traceparent: (r.traceparent as string | null) ?? null,
+    tracestate: (r.tracestate as string | null) ?? null,
+    lastError: (r.last_error as string | null) ?? null,
+  };
+}

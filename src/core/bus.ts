@@ -1,0 +1,60 @@
+import type { OutboxStore } from '../ports/outbox-store';
+import type { TransactionPort } from '../ports/transactions';
+import type { Clock } from './clock';
+import type { Dispatcher } from './dispatcher';
+import type { ResolvedTuning } from './options';
+import { toOutboxMessage, type PublishOptions } from './serialize';
+import { currentUnitOfWork } from './unit-of-work';
+
+export interface BusDeps {
+  store: OutboxStore;
+  transactions: TransactionPort;
+  dispatcher: Dispatcher;
+  tuning: ResolvedTuning;
+  clock: Clock;
+  owner: string;
+}
+
+/**
+ * Publishes integration events through the outbox. An event is never published without its row:
+ *
+ * - inside a unit of work (the middleware's request, or `outbox.runInUnitOfWork`), it is buffered
+ *   and written with the unit of work's commit;
+ * - with a transaction (passed as `{ transaction }`, or the ambient one of a managed Sequelize
+ *   transaction), it is written in it at once and dispatched after it commits;
+ * - otherwise it is written in a transaction of its own and then dispatched.
+ *
+ * ```ts
+ * await outbox.bus.publish(new RegisterUserEvent(account, mobile));
+ * ```
+ */
+export class IntegrationEventBus {
+  constructor(private readonly deps: BusDeps) {}
+
+  async publish(event: object, options: PublishOptions = {}): Promise<void> {
+    await this.publishAll([event], options);
+  }
+
+  /** Publishes several events as one write. All are checked before anything is written. */
+  async publishAll(events: readonly object[], options: PublishOptions = {}): Promise<void> {
+    const { store, transactions, dispatcher, tuning, clock, owner } = this.deps;
+    const uow = currentUnitOfWork();
+    const now = clock.now();
+    const defaults = { pubsubName: tuning.pubsubName, maxEventBytes: tuning.maxEventBytes, now };
+    const messages = events.map((e) => toOutboxMessage(e, defaults, options, uow?.trace));
+    if (messages.length === 0) return;
+    if (uow?.isOpen && (options.transaction === undefined || options.transaction === uow.transaction)) {
+      for (const m of messages) uow.add(m);
+      return;
+    }
+    const tx = options.transaction ?? transactions.current();
+    const leaseUntil = now + tuning.leaseTime * 1000;
+    if (tx) {
+      await store.insert(messages, tx, owner, leaseUntil);
+      transactions.afterCommit(tx, () => dispatcher.dispatch(messages));
+      return;
+    }
+    await store.insert(messages, null, owner, leaseUntil);
+    dispatcher.dispatch(messages);
+  }
+}

@@ -1,0 +1,182 @@
+import { PublishError } from '../errors';
+import type { OutboxStore } from '../ports/outbox-store';
+import type { OutboxMessage, Publisher } from '../ports/publisher';
+import type { Clock } from './clock';
+import type { OutboxEmitter } from './events';
+import { errorMessage, type Logger } from './logger';
+import { MarkBatcher } from './mark-batcher';
+import { retryDelayMs, type ResolvedTuning } from './options';
+import { sendMessages } from './send';
+
+interface LocalItem {
+  message: OutboxMessage;
+  retries: number;
+  leaseUntil: number;
+}
+
+export interface DispatcherDeps {
+  store: OutboxStore;
+  publisher: Publisher;
+  tuning: ResolvedTuning;
+  clock: Clock;
+  logger: Logger;
+  events: OutboxEmitter;
+  /** Lock owner of the rows this process inserts and claims. */
+  owner: string;
+  random?: () => number;
+}
+
+/**
+ * Publishes rows right after their transaction commits (no poll on the hot path), batches the
+ * Published marks, and keeps a short in-memory retry queue for failures. Rows stay leased to this
+ * process while it works on them; the database retry processor takes over what it gives up on,
+ * and whatever a crash leaves behind once the lease runs out.
+ */
+export class Dispatcher {
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly marks: MarkBatcher;
+  /** Failed messages awaiting an in-memory retry, by event id. */
+  readonly localQueue = new Map<string, LocalItem>();
+  private localPass: Promise<void> | null = null;
+
+  constructor(private readonly deps: DispatcherDeps) {
+    this.marks = new MarkBatcher((ids) => deps.store.markPublished(ids, deps.clock.now()), 1000);
+  }
+
+  /** Starts publishing committed messages; returns at once. Errors never reach the caller. */
+  dispatch(messages: readonly OutboxMessage[]): void {
+    if (messages.length === 0) return;
+    this.track(this.send(messages));
+  }
+
+  /** Waits for every dispatch and mark started so far. */
+  async drain(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.marks.drain();
+    if (this.localPass) await this.localPass;
+  }
+
+  private track(p: Promise<void>): void {
+    const tracked = p.catch((err) => this.deps.logger.error('dispatch failed', { error: errorMessage(err) })).finally(() => this.inFlight.delete(tracked));
+    this.inFlight.add(tracked);
+  }
+
+  private async send(messages: readonly OutboxMessage[]): Promise<void> {
+    const { tuning, publisher } = this.deps;
+    const outcome = await sendMessages(publisher, messages, { bulk: tuning.bulk, batchSize: tuning.batchSize });
+    const later: Promise<void>[] = [];
+    if (outcome.published.length > 0) later.push(this.markPublished(outcome.published.map((m) => m.id), 'dispatch'));
+    const giveUp: Array<{ message: OutboxMessage; error: Error }> = [];
+    for (const { message, error } of outcome.failed) {
+      this.deps.events.emit('failed', { id: message.id, topic: message.topic, attempt: 1, error });
+      if (isPermanent(error) || tuning.localRetryTimes === 0) giveUp.push({ message, error });
+      else this.localQueue.set(message.id, { message, retries: 0, leaseUntil: this.deps.clock.now() + tuning.leaseTime * 1000 });
+    }
+    if (giveUp.length > 0) later.push(this.fail(giveUp.map((f) => ({ ...f, attempt: 1 }))));
+    await Promise.all(later);
+  }
+
+  private async markPublished(ids: string[], source: 'dispatch' | 'local-retry'): Promise<void> {
+    try {
+      await this.marks.add(ids);
+      this.deps.events.emit('published', { ids, source });
+    } catch (err) {
+      // The rows stay InProgress under this process's lease; once it runs out the retry processor
+      // publishes them again (a duplicate at the transport, which the subscriber's inbox absorbs).
+      this.deps.logger.error('could not mark published rows', { count: ids.length, error: errorMessage(err) });
+    }
+  }
+
+  /**
+   * Records failures in the database: a next attempt time from the backoff, or terminal when the
+   * attempts are used up or the failure is permanent.
+   */
+  async fail(items: ReadonlyArray<{ message: OutboxMessage; error: Error; attempt: number }>, owner = this.deps.owner): Promise<void> {
+    const { tuning, clock, events, store } = this.deps;
+    const now = clock.now();
+    const marks = items.map(({ message, error, attempt }) => {
+      const terminal = isPermanent(error) || attempt > tuning.maxRetryTimes;
+      const nextAttemptTime = terminal ? null : now + retryDelayMs(attempt, tuning, this.deps.random);
+      return { message, error, attempt, nextAttemptTime };
+    });
+    try {
+      await store.markFailed(marks.map((m) => ({ id: m.message.id, error: errorMessage(m.error), nextAttemptTime: m.nextAttemptTime })), owner, now);
+    } catch (err) {
+      this.deps.logger.error('could not record failed publishes', { count: items.length, error: errorMessage(err) });
+      return;
+    }
+    for (const m of marks) {
+      if (m.nextAttemptTime === null) {
+        this.deps.logger.warn('event failed for good; republish it by hand once the cause is fixed', { id: m.message.id, topic: m.message.topic, error: errorMessage(m.error) });
+        events.emit('terminalFailure', { id: m.message.id, topic: m.message.topic, attempt: m.attempt, error: m.error });
+      } else {
+        events.emit('retryScheduled', { id: m.message.id, topic: m.message.topic, attempt: m.attempt, nextAttemptTime: m.nextAttemptTime });
+      }
+    }
+  }
+
+  /**
+   * One pass of the local-queue retry: tries every queued message again; those that used up
+   * `localRetryTimes` go to the database retry with a backoff. Never overlaps itself.
+   */
+  retryLocalQueue(): Promise<void> {
+    if (this.localPass) return this.localPass;
+    this.localPass = this.localRetryPass().finally(() => (this.localPass = null));
+    return this.localPass;
+  }
+
+  private async localRetryPass(): Promise<void> {
+    const { tuning, clock, publisher, store, owner } = this.deps;
+    const now = clock.now();
+    const items = [...this.localQueue.values()].filter((i) => i.leaseUntil > now);
+    if (items.length === 0) return;
+    const leaseUntil = now + tuning.leaseTime * 1000;
+    await store.extendLease(items.map((i) => i.message.id), owner, leaseUntil, now);
+    for (const i of items) i.leaseUntil = leaseUntil;
+    const outcome = await sendMessages(publisher, items.map((i) => i.message), { bulk: tuning.bulk, batchSize: tuning.batchSize });
+    for (const m of outcome.published) this.localQueue.delete(m.id);
+    const giveUp: Array<{ message: OutboxMessage; error: Error; attempt: number }> = [];
+    for (const { message, error } of outcome.failed) {
+      const item = this.localQueue.get(message.id);
+      if (!item) continue;
+      item.retries += 1;
+      this.deps.events.emit('failed', { id: message.id, topic: message.topic, attempt: 1, error });
+      if (item.retries >= tuning.localRetryTimes || isPermanent(error)) {
+        this.localQueue.delete(message.id);
+        giveUp.push({ message, error, attempt: 1 });
+      }
+    }
+    await Promise.all([
+      outcome.published.length > 0 ? this.markPublished(outcome.published.map((m) => m.id), 'local-retry') : undefined,
+      giveUp.length > 0 ? this.fail(giveUp) : undefined,
+    ]);
+  }
+
+  /**
+   * Drops local-queue items whose lease ran out (another replica may hold the row now; the row
+   * itself is safe in the table). Returns how many were dropped.
+   */
+  expireLocalQueue(): number {
+    const now = this.deps.clock.now();
+    let dropped = 0;
+    for (const [id, item] of this.localQueue) {
+      if (item.leaseUntil <= now) {
+        this.localQueue.delete(id);
+        dropped += 1;
+      }
+    }
+    return dropped;
+  }
+
+  /** Gives every row still in the local queue back to the database retry, due at once. */
+  async releaseLocalQueue(): Promise<void> {
+    const ids = [...this.localQueue.keys()];
+    this.localQueue.clear();
+    if (ids.length > 0) await this.deps.store.release(ids, this.deps.owner, this.deps.clock.now());
+  }
+}
+
+/** A failure that retrying cannot fix (the broker refused the request itself). */
+export function isPermanent(error: unknown): boolean {
+  return error instanceof PublishError && error.permanent;
+}

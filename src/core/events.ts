@@ -1,0 +1,37 @@
+import { EventEmitter } from 'node:events';
+
+/** What the outbox reports, for metrics, dashboards and tests. Subscribe with `outbox.on(name, fn)`. */
+export interface OutboxEventMap {
+  /** Rows were published and marked. `source`: the post-commit dispatch, the local queue or the database retry. */
+  published: [{ ids: string[]; source: 'dispatch' | 'local-retry' | 'retry' }];
+  /** One publish attempt failed. */
+  failed: [{ id: string; topic: string; attempt: number; error: Error }];
+  /** A failed row will be tried again at `nextAttemptTime` (epoch ms) by the database retry. */
+  retryScheduled: [{ id: string; topic: string; attempt: number; nextAttemptTime: number }];
+  /** A row used up its attempts (or failed permanently): it stays, visible, until republished. */
+  terminalFailure: [{ id: string; topic: string; attempt: number; error: Error }];
+  /** A cleanup pass deleted rows. */
+  cleaned: [{ published: number; inbox: number; localQueue: number }];
+  /** A background pass failed; it goes on at its next run. */
+  error: [Error & { processor?: string }];
+}
+
+export type OutboxEventName = keyof OutboxEventMap;
+
+/** EventEmitter with the outbox's event names and payloads. */
+export class OutboxEmitter extends EventEmitter {
+  override on<K extends OutboxEventName>(name: K, listener: (...args: OutboxEventMap[K]) => void): this {
+    return super.on(name, listener as (...args: unknown[]) => void);
+  }
+  override once<K extends OutboxEventName>(name: K, listener: (...args: OutboxEventMap[K]) => void): this {
+    return super.once(name, listener as (...args: unknown[]) => void);
+  }
+  override off<K extends OutboxEventName>(name: K, listener: (...args: OutboxEventMap[K]) => void): this {
+    return super.off(name, listener as (...args: unknown[]) => void);
+  }
+  override emit<K extends OutboxEventName>(name: K, ...args: OutboxEventMap[K]): boolean {
+    // An 'error' nobody listens to must not crash the process: the logger already has it.
+    if (name === 'error' && this.listenerCount('error') === 0) return false;
+    return super.emit(name, ...args);
+  }
+}

@@ -1,0 +1,123 @@
+import { OutboxConfigError } from '../errors';
+
+/**
+ * Options of `createOutbox()` that tune the core. Names and defaults follow MASA's
+ * IntegrationEvents options in camelCase. Every duration is in SECONDS (fractions allowed).
+ */
+export interface OutboxTuning {
+  /** Pubsub component name for events published without one. Default: the publisher's, else 'pubsub'. */
+  pubsubName?: string;
+  /** In-memory retries of a failed post-commit publish before the database retry takes over. Default 3. */
+  localRetryTimes?: number;
+  /** Database retries after the first attempt; then the row is terminal-failed (kept, visible). Default 10. */
+  maxRetryTimes?: number;
+  /** How often the database retry processor runs, seconds. Default 60. */
+  failedRetryInterval?: number;
+  /** Shortest wait before a failed row is tried again, seconds (backoff floor). Default 60. */
+  minimumRetryInterval?: number;
+  /** Longest wait between two attempts of a row, seconds (backoff ceiling). Default 3600. */
+  maximumRetryInterval?: number;
+  /** How often the local-queue retry runs, seconds. Default 3. */
+  localFailedRetryInterval?: number;
+  /** Rows claimed per database retry pass. Default 100. */
+  retryBatchSize?: number;
+  /** Messages per bulk publish call. Default 100. */
+  batchSize?: number;
+  /** How often the local queue drops items that used up their retries, seconds. Default 60. */
+  cleaningLocalQueueExpireInterval?: number;
+  /** How often published rows (and old inbox rows) are deleted, seconds. Default 300. */
+  cleaningExpireInterval?: number;
+  /** Published rows older than this are deleted, seconds. Default 86400 (1 day). */
+  publishedExpireTime?: number;
+  /** Inbox entries older than this are deleted, seconds. Default 604800 (7 days). */
+  inboxExpireTime?: number;
+  /** Rows deleted per statement by the cleanup. Default 1000. */
+  deleteBatchCount?: number;
+  /**
+   * How long a claim (by the committer or a processor) keeps other replicas off a row, seconds.
+   * A process that dies holding rows frees them when this runs out. Default 30.
+   */
+  leaseTime?: number;
+  /** Use the publisher's bulk API for several messages of one topic. Default true. */
+  bulk?: boolean;
+  /** Largest serialised event accepted by `publish()`, bytes. Default 4194304 (4 MiB, Dapr's default request limit). */
+  maxEventBytes?: number;
+}
+
+export type ResolvedTuning = Required<Omit<OutboxTuning, 'pubsubName'>> & { pubsubName: string };
+
+export const DEFAULTS: Readonly<ResolvedTuning> = Object.freeze({
+  pubsubName: 'pubsub',
+  localRetryTimes: 3,
+  maxRetryTimes: 10,
+  failedRetryInterval: 60,
+  minimumRetryInterval: 60,
+  maximumRetryInterval: 3600,
+  localFailedRetryInterval: 3,
+  retryBatchSize: 100,
+  batchSize: 100,
+  cleaningLocalQueueExpireInterval: 60,
+  cleaningExpireInterval: 300,
+  publishedExpireTime: 86400,
+  inboxExpireTime: 604800,
+  deleteBatchCount: 1000,
+  leaseTime: 30,
+  bulk: true,
+  maxEventBytes: 4 * 1024 * 1024,
+});
+
+const integers = ['localRetryTimes', 'maxRetryTimes', 'retryBatchSize', 'batchSize', 'deleteBatchCount', 'maxEventBytes'] as const;
+const positiveSeconds = [
+  'failedRetryInterval',
+  'minimumRetryInterval',
+  'maximumRetryInterval',
+  'localFailedRetryInterval',
+  'cleaningLocalQueueExpireInterval',
+  'cleaningExpireInterval',
+  'publishedExpireTime',
+  'inboxExpireTime',
+  'leaseTime',
+] as const;
+
+/** Applies defaults and checks every rule; throws OutboxConfigError naming the option. */
+export function resolveTuning(input: OutboxTuning, publisherPubsub?: string): ResolvedTuning {
+  const out = { ...DEFAULTS } as ResolvedTuning;
+  const given = input as Record<string, unknown>;
+  for (const key of integers) {
+    const v = given[key];
+    if (v === undefined) continue;
+    const min = key === 'localRetryTimes' || key === 'maxRetryTimes' ? 0 : 1;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new OutboxConfigError(key, v, `must be an integer >= ${min}`);
+    (out as Record<string, unknown>)[key] = v;
+  }
+  for (const key of positiveSeconds) {
+    const v = given[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new OutboxConfigError(key, v, 'must be a number of seconds > 0');
+    (out as Record<string, unknown>)[key] = v;
+  }
+  if (input.bulk !== undefined) {
+    if (typeof input.bulk !== 'boolean') throw new OutboxConfigError('bulk', input.bulk, 'must be a boolean');
+    out.bulk = input.bulk;
+  }
+  const pubsub = input.pubsubName ?? publisherPubsub ?? DEFAULTS.pubsubName;
+  if (typeof pubsub !== 'string' || pubsub.trim() === '') throw new OutboxConfigError('pubsubName', pubsub, 'must be a non-empty string');
+  out.pubsubName = pubsub;
+  if (out.maximumRetryInterval < out.minimumRetryInterval) {
+    throw new OutboxConfigError('maximumRetryInterval', out.maximumRetryInterval, `must be >= minimumRetryInterval (${out.minimumRetryInterval})`);
+  }
+  return out;
+}
+
+/**
+ * Delay before attempt number `attempt + 1` of a row, milliseconds: exponential from
+ * minimumRetryInterval, capped at maximumRetryInterval, with "equal jitter" (half fixed, half
+ * random) so that rows failed together do not retry together. Never below the floor.
+ */
+export function retryDelayMs(attempt: number, tuning: Pick<ResolvedTuning, 'minimumRetryInterval' | 'maximumRetryInterval'>, random: () => number = Math.random): number {
+  const floor = tuning.minimumRetryInterval * 1000;
+  const ceiling = tuning.maximumRetryInterval * 1000;
+  const exp = Math.min(ceiling, floor * 2 ** Math.max(0, Math.min(attempt - 1, 30)));
+  const jittered = exp / 2 + (random() * exp) / 2;
+  return Math.round(Math.min(ceiling, Math.max(floor, jittered)));
+}

@@ -1,0 +1,173 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { InboxStore } from '../ports/inbox-store';
+import type { OutboxStats, OutboxStore, RepublishFilter } from '../ports/outbox-store';
+import type { Publisher } from '../ports/publisher';
+import type { TransactionPort } from '../ports/transactions';
+import { IntegrationEventBus } from './bus';
+import { systemClock, type Clock } from './clock';
+import { Dispatcher } from './dispatcher';
+import { OutboxEmitter } from './events';
+import { consoleLogger, type Logger } from './logger';
+import { resolveTuning, type OutboxTuning, type ResolvedTuning } from './options';
+import { createProcessors, type Processors } from './processors';
+import { beginUnitOfWork, type UnitOfWork, type UnitOfWorkDeps } from './unit-of-work';
+
+export interface EngineOptions extends OutboxTuning {
+  /** Time source; tests inject one. Default: the system clock. */
+  clock?: Clock;
+  /** Where the library reports. Default: warnings and errors to the console. */
+  logger?: Logger;
+  /** This process's name in lock columns. Default: `<hostname>:<pid>:<random>`. */
+  instanceId?: string;
+  /** Random source of the backoff jitter; tests inject one. */
+  random?: () => number;
+}
+
+export interface EnginePorts {
+  store: OutboxStore;
+  inbox?: InboxStore;
+  publisher: Publisher;
+  transactions: TransactionPort;
+}
+
+/**
+ * The outbox's core, on ports only: the bus, units of work, the post-commit dispatcher and the
+ * background processors, with the events they report.
+ */
+export class OutboxEngine extends OutboxEmitter {
+  readonly tuning: ResolvedTuning;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly owner: string;
+  readonly bus: IntegrationEventBus;
+  readonly dispatcher: Dispatcher;
+  readonly store: OutboxStore;
+  readonly inbox: InboxStore | undefined;
+  readonly publisher: Publisher;
+  protected readonly transactions: TransactionPort;
+  private readonly processors: Processors;
+  private readonly uowDeps: UnitOfWorkDeps;
+  private closed = false;
+
+  constructor(ports: EnginePorts, options: EngineOptions = {}) {
+    super();
+    this.tuning = resolveTuning(options, ports.publisher.pubsubName);
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? consoleLogger;
+    this.owner = options.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    this.store = ports.store;
+    this.inbox = ports.inbox;
+    this.publisher = ports.publisher;
+    this.transactions = ports.transactions;
+    this.dispatcher = new Dispatcher({
+      store: ports.store,
+      publisher: ports.publisher,
+      tuning: this.tuning,
+      clock: this.clock,
+      logger: this.logger,
+      events: this,
+      owner: this.owner,
+      random: options.random,
+    });
+    this.bus = new IntegrationEventBus({
+      store: ports.store,
+      transactions: ports.transactions,
+      dispatcher: this.dispatcher,
+      tuning: this.tuning,
+      clock: this.clock,
+      owner: this.owner,
+    });
+    this.uowDeps = {
+      store: ports.store,
+      transactions: ports.transactions,
+      dispatcher: this.dispatcher,
+      clock: this.clock,
+      owner: this.owner,
+      leaseMs: this.tuning.leaseTime * 1000,
+    };
+    this.processors = createProcessors({
+      store: ports.store,
+      inbox: ports.inbox,
+      dispatcher: this.dispatcher,
+      publisher: ports.publisher,
+      tuning: this.tuning,
+      clock: this.clock,
+      logger: this.logger,
+      events: this,
+      owner: this.owner,
+      random: options.random,
+    });
+  }
+
+  /** Opens a unit of work (what the middleware does per request). */
+  beginUnitOfWork(trace?: { traceparent?: string; tracestate?: string }): Promise<UnitOfWork> {
+    return beginUnitOfWork(this.uowDeps, trace);
+  }
+
+  /**
+   * Runs `fn` in a unit of work outside HTTP (a job, a script): commits when it resolves, rolls
+   * back when it throws.
+   *
+   * ```ts
+   * await outbox.runInUnitOfWork(async () => {
+   *   await Order.create(order);                       // joins the transaction
+   *   await outbox.bus.publish(new OrderPlaced(order.id));
+   * });
+   * ```
+   */
+  async runInUnitOfWork<T>(fn: (uow: UnitOfWork) => Promise<T> | T): Promise<T> {
+    const uow = await this.beginUnitOfWork();
+    let result: T;
+    try {
+      result = await uow.run(() => fn(uow));
+    } catch (err) {
+      await uow.rollback();
+      throw err;
+    }
+    await uow.commit();
+    return result;
+  }
+
+  /** Starts the background processors (retry and cleanup). Idempotent. */
+  start(): this {
+    if (this.closed) throw new Error('dapr-outbox: the outbox is closed');
+    this.processors.start();
+    return this;
+  }
+
+  /** Stops the processors, waits for running passes and releases the rows this process holds. Idempotent. */
+  async stop(): Promise<void> {
+    await this.processors.stop();
+    await this.dispatcher.drain();
+    await this.dispatcher.releaseLocalQueue().catch((err) => this.logger.warn('could not release local-queue rows', { error: String(err) }));
+  }
+
+  get running(): boolean {
+    return this.processors.running;
+  }
+
+  /** Makes terminal-failed rows due again: by event ids, or by a filter. Returns how many. */
+  republish(target: readonly string[] | RepublishFilter): Promise<number> {
+    const filter = Array.isArray(target) ? { ids: target as readonly string[] } : (target as RepublishFilter);
+    return this.store.republish(filter, this.clock.now());
+  }
+
+  /** Row counts per state. */
+  stats(): Promise<OutboxStats> {
+    return this.store.stats();
+  }
+
+  /** Waits until every post-commit dispatch started so far has finished. */
+  drain(): Promise<void> {
+    return this.dispatcher.drain();
+  }
+
+  /** Stops everything and closes the publisher. The database connection stays the application's. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.stop();
+    this.closed = true;
+    await this.publisher.close?.();
+  }
+}

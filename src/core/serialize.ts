@@ -1,0 +1,72 @@
+import { EventValidationError } from '../errors';
+import type { OutboxMessage } from '../ports/publisher';
+import { eventTypeName } from './integration-event';
+
+/** Per-call options of `bus.publish()`. */
+export interface PublishOptions {
+  /** Pubsub component for this event. Default: the outbox's `pubsubName`. */
+  pubsubName?: string;
+  /**
+   * An explicit transaction to join (a Sequelize Transaction). The event is written in it and
+   * dispatched after it commits.
+   */
+  transaction?: unknown;
+  /** W3C trace context to pass on. Default: the request's, inside the middleware. */
+  traceparent?: string;
+  tracestate?: string;
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/**
+ * Checks an event and turns it into the message stored and published. Throws
+ * EventValidationError (and writes nothing) for an event that could never be delivered.
+ */
+export function toOutboxMessage(
+  event: unknown,
+  defaults: { pubsubName: string; maxEventBytes: number; now: number },
+  options: PublishOptions = {},
+  trace?: { traceparent?: string; tracestate?: string },
+): OutboxMessage {
+  if (event === null || typeof event !== 'object' || Array.isArray(event)) {
+    throw new EventValidationError(`an event must be an object, got ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}`);
+  }
+  const e = event as Record<string, unknown>;
+  const topic = e.topic;
+  if (typeof topic !== 'string' || topic.trim() === '') {
+    throw new EventValidationError('the event has no topic (a non-empty string)', { eventId: typeof e.id === 'string' ? e.id : undefined });
+  }
+  if (topic.length > 255) throw new EventValidationError(`the topic is ${topic.length} characters long; at most 255`, { topic: topic.slice(0, 40) });
+  const id = e.id;
+  if (typeof id !== 'string' || id.length === 0 || id.length > 64) {
+    throw new EventValidationError('the event id must be a string of 1 to 64 characters', { topic });
+  }
+  const pubsubName = options.pubsubName ?? defaults.pubsubName;
+  if (typeof pubsubName !== 'string' || pubsubName.trim() === '') throw new EventValidationError('pubsubName must be a non-empty string', { eventId: id, topic });
+  let content: string;
+  try {
+    content = JSON.stringify(event);
+  } catch (err) {
+    throw new EventValidationError(`the event is not JSON-serialisable: ${(err as Error).message}`, { eventId: id, topic, cause: err });
+  }
+  if (typeof content !== 'string' || !content.startsWith('{')) {
+    throw new EventValidationError('the event does not serialise to a JSON object', { eventId: id, topic });
+  }
+  const bytes = Buffer.byteLength(content, 'utf8');
+  if (bytes > defaults.maxEventBytes) {
+    throw new EventValidationError(`the event is ${bytes} bytes as JSON; maxEventBytes is ${defaults.maxEventBytes}`, { eventId: id, topic });
+  }
+  const created = e.creationTime;
+  const creationTime = typeof created === 'string' || created instanceof Date ? new Date(created).getTime() : NaN;
+  const traceparent = options.traceparent ?? trace?.traceparent;
+  return {
+    id,
+    topic,
+    pubsubName,
+    eventTypeName: eventTypeName(event),
+    content,
+    traceparent: traceparent && TRACEPARENT.test(traceparent) ? traceparent : null,
+    tracestate: (options.tracestate ?? trace?.tracestate)?.slice(0, 512) ?? null,
+    creationTime: Number.isFinite(creationTime) ? creationTime : defaults.now,
+  };
+}

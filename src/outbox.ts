@@ -1,0 +1,94 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { Sequelize } from 'sequelize';
+import { OutboxConfigError } from './errors';
+import { OutboxEngine, type EngineOptions } from './core/outbox-engine';
+import type { Publisher } from './ports/publisher';
+import { DEFAULT_TABLE_NAMES, runMigrations, type TableNames } from './adapters/sequelize/migrations';
+import { SequelizeOutboxStore } from './adapters/sequelize/outbox-store';
+import { SequelizeInboxStore } from './adapters/sequelize/inbox-store';
+import { SequelizeTransactions } from './adapters/sequelize/transactions';
+import { prepareConnection } from './adapters/sequelize/dialect';
+import { unitOfWorkErrorHandler, unitOfWorkMiddleware, type UnitOfWorkMiddlewareOptions } from './http/unit-of-work-middleware';
+
+/** Options of `createOutbox()`. Durations are in seconds; see OutboxTuning for each default. */
+export interface OutboxOptions extends EngineOptions {
+  /** The application's Sequelize instance (MySQL/MariaDB through mysql2, or SQLite). Required. */
+  sequelize: Sequelize;
+  /** Where committed events go: `new DaprPublisher()` or your own Publisher. Required. */
+  publisher: Publisher;
+  /** Table names. Default: integration_event_log, integration_event_inbox, dapr_outbox_migrations. */
+  tables?: Partial<TableNames>;
+}
+
+/**
+ * The outbox of one service: bus, unit-of-work middleware, processors and migrations, on the
+ * application's Sequelize instance.
+ */
+export class Outbox extends OutboxEngine {
+  readonly sequelize: Sequelize;
+  readonly tables: TableNames;
+
+  constructor(options: OutboxOptions, stores: { outbox: SequelizeOutboxStore; inbox: SequelizeInboxStore; tables: TableNames }) {
+    super(
+      { store: stores.outbox, inbox: stores.inbox, publisher: options.publisher, transactions: new SequelizeTransactions(options.sequelize) },
+      options,
+    );
+    this.sequelize = options.sequelize;
+    this.tables = stores.tables;
+  }
+
+  /** Creates or upgrades the outbox and inbox tables (versioned, idempotent). Returns the steps run. */
+  async migrate(): Promise<string[]> {
+    await prepareConnection(this.sequelize);
+    return runMigrations(this.sequelize, this.tables);
+  }
+
+  /**
+   * The unit-of-work middleware: one transaction per request (POST, PUT, PATCH, DELETE by
+   * default), committed before the response is sent.
+   *
+   * ```ts
+   * app.use(outbox.middleware());
+   * ```
+   */
+  middleware(options?: UnitOfWorkMiddlewareOptions): RequestHandler {
+    return unitOfWorkMiddleware(this, options);
+  }
+
+  /** An error middleware that rolls the request's unit of work back, then passes the error on. */
+  errorHandler(): ErrorRequestHandler {
+    return unitOfWorkErrorHandler();
+  }
+}
+
+/**
+ * Creates the outbox of a service.
+ *
+ * ```ts
+ * const outbox = createOutbox({ sequelize, publisher: new DaprPublisher({ pubsubName: 'pubsub' }) });
+ * await outbox.migrate();
+ * app.use(outbox.middleware());
+ * outbox.start();
+ * ```
+ */
+export function createOutbox(options: OutboxOptions): Outbox {
+  if (!options || typeof options !== 'object') throw new OutboxConfigError('options', options, 'must be an object');
+  const { sequelize, publisher } = options;
+  if (!sequelize || typeof (sequelize as { query?: unknown }).query !== 'function' || typeof (sequelize as { getDialect?: unknown }).getDialect !== 'function') {
+    throw new OutboxConfigError('sequelize', sequelize === undefined ? undefined : typeof sequelize, 'must be a Sequelize instance');
+  }
+  if (!publisher || typeof (publisher as { publish?: unknown }).publish !== 'function') {
+    throw new OutboxConfigError('publisher', publisher === undefined ? undefined : typeof publisher, 'must implement Publisher (a publish(message) method)');
+  }
+  const tables: TableNames = { ...DEFAULT_TABLE_NAMES, ...(options.tables ?? {}) };
+  for (const [key, name] of Object.entries(tables)) {
+    if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
+      throw new OutboxConfigError(`tables.${key}`, name, 'must be an identifier of letters, digits and _ (at most 63 characters)');
+    }
+  }
+  return new Outbox(options, {
+    outbox: new SequelizeOutboxStore(sequelize, tables.outbox),
+    inbox: new SequelizeInboxStore(sequelize, tables.inbox),
+    tables,
+  });
+}

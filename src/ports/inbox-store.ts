@@ -1,0 +1,15 @@
+/**
+ * The inbox store port: remembers which (consumer, event id) pairs were handled, inside the
+ * handler's own transaction, so that a redelivered event has no second effect.
+ */
+import type { StoreTransaction } from './outbox-store';
+
+export interface InboxStore {
+  /**
+   * Records that `consumer` handled `eventId`, in `tx`. Resolves true when this is the first
+   * time, false when the pair was already recorded (a duplicate delivery).
+   */
+  record(consumer: string, eventId: string, tx: StoreTransaction, now: number): Promise<boolean>;
+  /** Deletes up to `limit` entries recorded before `before` (epoch ms). Returns how many. */
+  deleteOlderThan(before: number, limit: number): Promise<number>;
+}

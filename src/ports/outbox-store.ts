@@ -1,0 +1,86 @@
+/**
+ * The outbox store port: everything the core needs from the outbox table. The Sequelize store
+ * implements it for MySQL/MariaDB and SQLite; another store implements these methods.
+ */
+import type { OutboxMessage } from './publisher';
+
+/** Outbox row states; 0-3 keep MASA's meaning. A terminal failure is PublishedFailed with no next attempt. */
+export const EventState = {
+  NotPublished: 0,
+  InProgress: 1,
+  Published: 2,
+  PublishedFailed: 3,
+} as const;
+export type EventState = (typeof EventState)[keyof typeof EventState];
+
+/** A row of the outbox table. Times are epoch milliseconds. */
+export interface OutboxRecord extends OutboxMessage {
+  readonly rowId: number;
+  readonly state: EventState;
+  readonly timesSent: number;
+  readonly modificationTime: number;
+  readonly nextAttemptTime: number | null;
+  readonly lockOwner: string | null;
+  readonly lockedUntil: number | null;
+  readonly rowVersion: number;
+  readonly lastError: string | null;
+}
+
+/** A transaction handle of the store's own kind (a Sequelize Transaction for the Sequelize store). */
+export type StoreTransaction = unknown;
+
+export interface NewOutboxRow extends OutboxMessage {}
+
+/** Which rows a manual republish concerns. */
+export interface RepublishFilter {
+  ids?: readonly string[];
+  topic?: string;
+  /** Only rows whose last modification is at or before this time (epoch ms). */
+  before?: number;
+}
+
+export interface FailedMark {
+  readonly id: string;
+  readonly error: string;
+  /** When the next attempt may run (epoch ms), or null for a terminal failure. */
+  readonly nextAttemptTime: number | null;
+}
+
+export interface OutboxStore {
+  /**
+   * Writes rows in the given transaction, in one statement where the database allows. The rows
+   * are leased to `owner` until `leaseUntil`, so that no processor takes them while the committer
+   * dispatches them.
+   */
+  insert(rows: readonly NewOutboxRow[], tx: StoreTransaction | null, owner: string, leaseUntil: number): Promise<void>;
+  /**
+   * Claims up to `limit` rows that are due (next attempt time <= now): marks them InProgress,
+   * leased to `owner` until `leaseUntil`, counts an attempt, and returns them. Safe with many
+   * concurrent claimers: a row goes to one claimer only.
+   */
+  claimDue(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]>;
+  /** Marks rows Published (by event id). */
+  markPublished(ids: readonly string[], now: number): Promise<void>;
+  /** Marks rows failed, each with its next attempt time, where `owner` still holds them. */
+  markFailed(marks: readonly FailedMark[], owner: string, now: number): Promise<void>;
+  /** Extends the lease of rows `owner` holds. */
+  extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<void>;
+  /** Gives rows `owner` holds back to the processors, due at once. */
+  release(ids: readonly string[], owner: string, now: number): Promise<void>;
+  /** Deletes up to `limit` Published rows last modified before `before`. Returns how many. */
+  deletePublished(before: number, limit: number): Promise<number>;
+  /** Makes terminal-failed rows due again. Returns how many. */
+  republish(filter: RepublishFilter, now: number): Promise<number>;
+  /** Reads rows by event id (for inspection and tests). */
+  find(ids: readonly string[]): Promise<OutboxRecord[]>;
+  /** Counts rows per state; terminal failures are counted apart. */
+  stats(): Promise<OutboxStats>;
+}
+
+export interface OutboxStats {
+  notPublished: number;
+  inProgress: number;
+  published: number;
+  publishedFailed: number;
+  terminalFailed: number;
+}

@@ -1,0 +1,2 @@
+// Express's default error handler prints stack traces unless NODE_ENV is 'test'.
+process.env.NODE_ENV = 'test';
