@@ -94,6 +94,35 @@ for (const kind of testDialects()) {
       assert.equal(svc.outbox.dispatcher.localQueue.size, 1);
     });
 
+    it('answers 5xx, not the handler\'s success, when the commit fails, and keeps nothing', async () => {
+      if (kind === 'sqlite') {
+        // A deferred foreign key is checked at COMMIT: the handler's writes succeed, COMMIT fails.
+        await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
+        await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+      }
+      svc.app.post('/doomed', async (req, res) => {
+        await svc.User.create({ account: 'doomed', mobile: '1' });
+        await svc.outbox.bus.publish(new (require('../support/app').UserRegistered)('doomed', '1'));
+        if (kind === 'sqlite') {
+          await db.sequelize.query('INSERT INTO children (id, parent_id) VALUES (1, 999)');
+        } else {
+          // Another session kills this request's connection: the unit of work cannot complete.
+          const [[row]] = (await db.sequelize.query('SELECT CONNECTION_ID() AS id')) as [[{ id: number }], unknown];
+          const killer = db.another();
+          await killer.query(`KILL ${row.id}`, { transaction: null });
+        }
+        res.status(201).json({ ok: true });
+      });
+      const res = await request(svc.app).post('/doomed').send({});
+      assert.equal(res.status, 500);
+      assert.equal(res.body.error, 'UnitOfWorkError', JSON.stringify(res.body) + res.text);
+      await svc.outbox.drain();
+      assert.equal(await svc.User.count(), 0);
+      assert.equal(svc.publisher.messages.length, 0);
+      const stats = await svc.outbox.stats();
+      assert.equal(stats.notPublished + stats.inProgress + stats.published, 0);
+    });
+
     it('does not open a unit of work for GET', async () => {
       svc.app.get('/probe', (_req, res) => res.json({ inUnitOfWork: Boolean(require('../../src').currentUnitOfWork()) }));
       const res = await request(svc.app).get('/probe');

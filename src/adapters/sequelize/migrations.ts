@@ -144,6 +144,8 @@ export async function runMigrations(
 
 /** A concurrent runner got there first: duplicate index or migration record. */
 function alreadyExists(err: unknown): boolean {
-  const message = String((err as { message?: unknown })?.message ?? '');
+  const e = err as { name?: string; message?: unknown; parent?: { message?: unknown } } | undefined;
+  if (e?.name === 'SequelizeUniqueConstraintError') return true;
+  const message = `${String(e?.message ?? '')} ${String(e?.parent?.message ?? '')}`;
   return /already exists|Duplicate key name|Duplicate entry|UNIQUE constraint failed|duplicate key value/i.test(message);
 }

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import express from 'express';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import request from 'supertest';
+import { DaprPublisher, PublishError, type OutboxMessage } from '../../src';
+import { DaprEmulator } from '../../src/testing';
+import { createTestDb, testDialects, type TestDb } from '../support/db';
+import { createTestService, type TestService } from '../support/app';
+
+function message(over: Partial<OutboxMessage> = {}): OutboxMessage {
+  const id = over.id ?? `evt-${Math.random().toString(16).slice(2)}`;
+  return {
+    id,
+    topic: 'orders',
+    pubsubName: 'pubsub',
+    eventTypeName: 'OrderPlaced',
+    content: JSON.stringify({ id, topic: 'orders', amount: 3 }),
+    creationTime: Date.now(),
+    ...over,
+  };
+}
+
+describe('DaprPublisher against the sidecar emulator', () => {
+  let emu: DaprEmulator;
+  let publisher: DaprPublisher;
+
+  beforeEach(async () => {
+    emu = await DaprEmulator.start({ appId: 'users' });
+    publisher = new DaprPublisher({ daprPort: emu.port, timeoutMs: 5000 });
+  });
+  afterEach(async () => {
+    await publisher.close();
+    await emu.stop();
+  });
+
+  it('publishes the event as JSON data with the CloudEvent id pinned to the event id', async () => {
+    const m = message();
+    await publisher.publish(m);
+    const [record] = emu.publishes;
+    assert.equal(record?.status, 204);
+    assert.equal(record?.envelope?.id, m.id);
+    assert.deepEqual(record?.envelope?.data, JSON.parse(m.content));
+    assert.equal(record?.envelope?.datacontenttype, 'application/json');
+    assert.equal(record?.envelope?.source, 'users');
+    assert.equal(record?.envelope?.topic, 'orders');
+  });
+
+  it('keeps the same CloudEvent id on every attempt of an event', async () => {
+    const m = message();
+    emu.faults.failNextPublishes(1);
+    await assert.rejects(publisher.publish(m), PublishError);
+    await publisher.publish(m);
+    assert.deepEqual(emu.publishes.map((p) => p.status), [500, 204]);
+    assert.equal(emu.publishes[1]?.envelope?.id, m.id);
+  });
+
+  it('passes the trace context on', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    await publisher.publish(message({ traceparent, tracestate: 'congo=t61rcWkgMzE' }));
+    const env = emu.publishes[0]?.envelope;
+    assert.equal(env?.traceparent, traceparent);
+    assert.equal(env?.traceid, traceparent);
+    assert.equal(env?.tracestate, 'congo=t61rcWkgMzE');
+  });
+
+  it('turns the SDK\'s resolved { error } into a rejection: transient for 5xx, permanent for 4xx', async () => {
+    emu.faults.failNextPublishes(1);
+    await assert.rejects(publisher.publish(message()), (err: unknown) => err instanceof PublishError && !err.permanent && err.status === 500);
+    await assert.rejects(publisher.publish(message({ pubsubName: 'nope' })), (err: unknown) => err instanceof PublishError && err.permanent && err.status === 404 && /ERR_PUBSUB_NOT_FOUND/.test(err.message));
+  });
+
+  it('bulk-publishes with ids pinned and reads partial failures from the sidecar\'s answer', async () => {
+    const batch = [message(), message(), message()];
+    emu.faults.failNextPublishes(1);
+    const result = await publisher.publishBulk(batch);
+    assert.equal(result.failed.length, 1);
+    const failedId = result.failed[0]!.id;
+    assert.ok(batch.some((m) => m.id === failedId));
+    const stored = emu.publishes.filter((p) => p.accepted).map((p) => p.envelope?.id);
+    assert.deepEqual(stored.sort(), batch.map((m) => m.id).filter((id) => id !== failedId).sort());
+    const retry = await publisher.publishBulk(batch.filter((m) => m.id === failedId));
+    assert.deepEqual(retry.failed, []);
+  });
+
+  it('fails with a timeout instead of hanging when the sidecar does not answer in time', async () => {
+    const slow = new DaprPublisher({ daprPort: emu.port, timeoutMs: 100 });
+    await slow.publish(message()); // the client has started
+    emu.faults.slowBroker(1000);
+    await assert.rejects(slow.publish(message()), /timed out after 100 ms/);
+    await emu.idle();
+    await slow.close();
+  });
+
+  it('sends the API token from options', async () => {
+    const secured = await DaprEmulator.start({ appId: 'users', apiToken: 's3cret' });
+    const good = new DaprPublisher({ daprPort: secured.port, daprApiToken: 's3cret' });
+    await good.publish(message());
+    assert.equal(secured.publishes.length, 1);
+    await good.close();
+    await secured.stop();
+  });
+});
+
+for (const kind of testDialects()) {
+  describe(`publish on commit through the emulator (${kind})`, () => {
+    let db: TestDb;
+    let emu: DaprEmulator;
+    let svc: TestService;
+    let subscriber: Server;
+    const received: Array<{ id: string; body: Record<string, unknown> }> = [];
+
+    beforeEach(async () => {
+      received.length = 0;
+      db = await createTestDb(kind);
+      emu = await DaprEmulator.start({ appId: 'users' });
+      const sub = express();
+      sub.use(express.json({ type: ['application/json', 'application/cloudevents+json'] }));
+      sub.get('/dapr/subscribe', (_req, res) => res.json([{ pubsubname: 'pubsub', topic: 'UserRegistered', route: '/on-registered' }]));
+      sub.post('/on-registered', (req, res) => {
+        received.push({ id: req.body.id, body: req.body });
+        res.json({ status: 'SUCCESS' });
+      });
+      subscriber = sub.listen(0, '127.0.0.1');
+      await new Promise((r) => subscriber.once('listening', r));
+      await emu.attachApp({ appId: 'notifications', appUrl: `http://127.0.0.1:${(subscriber.address() as AddressInfo).port}` });
+      svc = await createTestService(db.sequelize, { publisher: new DaprPublisher({ daprPort: emu.port }) });
+    });
+    afterEach(async () => {
+      await svc.outbox.close();
+      await emu.stop();
+      await new Promise((r) => subscriber.close(r));
+      await db.close();
+    });
+
+    it('the subscriber sees the event id as the CloudEvent id, and the event as data', async () => {
+      const res = await request(svc.app).post('/users').send({ account: 'alice', mobile: '13800000000' });
+      assert.equal(res.status, 201);
+      await svc.outbox.drain();
+      await emu.idle();
+      assert.equal(received.length, 1);
+      const [row] = await db.sequelize.query('SELECT event_id, state FROM integration_event_log', { type: 'SELECT' as never });
+      assert.equal(received[0]!.id, (row as { event_id: string }).event_id);
+      assert.equal((row as { state: number }).state, 2);
+      assert.equal((received[0]!.body.data as { account: string }).account, 'alice');
+    });
+
+    it('publishes the events of several requests in bulk calls, all delivered once', async () => {
+      await Promise.all(Array.from({ length: 20 }, (_, i) => request(svc.app).post('/users').send({ account: `u${i}`, mobile: '1', events: 3 })));
+      await svc.outbox.drain();
+      await emu.idle();
+      assert.equal(received.length, 60);
+      assert.equal(new Set(received.map((r) => r.id)).size, 60);
+      assert.ok(emu.publishes.some((p) => p.bulk), 'bulk API used for requests with several events');
+      assert.equal((await svc.outbox.stats()).published, 60);
+    });
+  });
+}

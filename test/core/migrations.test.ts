@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { QueryTypes } from 'sequelize';
+import { createOutbox, migrations, runMigrations } from '../../src';
+import { createTestDb, testDialects, type TestDb } from '../support/db';
+import { RecordingPublisher } from '../support/recording-publisher';
+
+for (const kind of testDialects()) {
+  describe(`migrations (${kind})`, () => {
+    let db: TestDb;
+    beforeEach(async () => (db = await createTestDb(kind)));
+    afterEach(() => db.close());
+
+    it('creates the outbox and inbox tables once, and is idempotent', async () => {
+      const outbox = createOutbox({ sequelize: db.sequelize, publisher: new RecordingPublisher() });
+      assert.deepEqual(await outbox.migrate(), migrations.map((m) => m.name));
+      assert.deepEqual(await outbox.migrate(), []);
+      const recorded = await db.sequelize.query('SELECT name FROM dapr_outbox_migrations ORDER BY name', { type: QueryTypes.SELECT });
+      assert.deepEqual(recorded.map((r) => (r as { name: string }).name), migrations.map((m) => m.name));
+      const columns = Object.keys(await db.sequelize.getQueryInterface().describeTable('integration_event_log'));
+      for (const c of ['id', 'event_id', 'event_type_name', 'topic', 'pubsub_name', 'content', 'state', 'times_sent', 'creation_time', 'modification_time', 'next_attempt_time', 'lock_owner', 'locked_until', 'row_version', 'traceparent', 'last_error']) {
+        assert.ok(columns.includes(c), `column ${c}`);
+      }
+      await outbox.close();
+    });
+
+    it('survives concurrent runners', async () => {
+      const other = db.another();
+      const [a, b] = await Promise.all([runMigrations(db.sequelize), runMigrations(other)]);
+      assert.equal(a.length + b.length >= migrations.length, true);
+      assert.deepEqual(await runMigrations(db.sequelize), []);
+    });
+
+    it('honours custom table names', async () => {
+      const outbox = createOutbox({ sequelize: db.sequelize, publisher: new RecordingPublisher(), tables: { outbox: 'my_outbox', inbox: 'my_inbox', migrations: 'my_migrations' } });
+      await outbox.migrate();
+      const tables = (await db.sequelize.getQueryInterface().showAllTables()).map((t) => (typeof t === 'string' ? t : (t as { tableName: string }).tableName));
+      for (const t of ['my_outbox', 'my_inbox', 'my_migrations']) assert.ok(tables.includes(t), t);
+      await outbox.bus.publish({ id: 'e-1', topic: 'plain' });
+      await outbox.drain();
+      assert.equal((await outbox.stats()).published, 1);
+      await outbox.close();
+    });
+  });
+}
