@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
+import request from 'supertest';
+import { RabbitMqPublisher } from '../../example/custom-publisher/rabbitmq-publisher';
+import { createTestDb, type TestDb } from '../support/db';
+import { createTestService, type TestService } from '../support/app';
+
+const RABBITMQ_URL = process.env.TEST_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+describe('a custom publisher (RabbitMQ) plugged into the outbox', () => {
+  let db: TestDb;
+  let svc: TestService;
+  let publisher: RabbitMqPublisher;
+  let consumer: ChannelModel;
+  const exchange = `test-events-${randomBytes(4).toString('hex')}`;
+  const received: ConsumeMessage[] = [];
+
+  before(async () => {
+    db = await createTestDb('sqlite');
+    publisher = await RabbitMqPublisher.connect(RABBITMQ_URL, exchange);
+    svc = await createTestService(db.sequelize, { publisher });
+    consumer = await amqp.connect(RABBITMQ_URL);
+    const channel = await consumer.createChannel();
+    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+    await channel.bindQueue(queue, exchange, 'UserRegistered');
+    await channel.consume(queue, (msg) => msg && received.push(msg), { noAck: true });
+  });
+  after(async () => {
+    await svc.outbox.close();
+    await consumer.close();
+    const admin = await amqp.connect(RABBITMQ_URL);
+    const ch = await admin.createChannel();
+    await ch.deleteExchange(exchange);
+    await admin.close();
+    await db.close();
+  });
+
+  it('publishes committed events to RabbitMQ with the event id as message id', async () => {
+    const res = await request(svc.app).post('/users').send({ account: 'rabbit', mobile: '1', events: 3 });
+    assert.equal(res.status, 201);
+    await svc.outbox.drain();
+    for (let i = 0; i < 100 && received.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(received.length, 3);
+    const rows = await db.sequelize.query('SELECT event_id, state FROM integration_event_log ORDER BY id', { type: 'SELECT' as never });
+    assert.deepEqual(
+      received.map((m) => m.properties.messageId).sort(),
+      (rows as Array<{ event_id: string }>).map((r) => r.event_id).sort(),
+    );
+    assert.ok((rows as Array<{ state: number }>).every((r) => r.state === 2));
+    assert.equal(JSON.parse(received[0]!.content.toString()).topic, 'UserRegistered');
+  });
+});
