@@ -3,6 +3,7 @@ import express from 'express';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import request from 'supertest';
+import { QueryTypes } from 'sequelize';
 import { DaprPublisher, PublishError, type OutboxMessage } from '../../src';
 import { DaprEmulator } from '../../src/testing';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
@@ -139,7 +140,7 @@ for (const kind of testDialects()) {
       await svc.outbox.drain();
       await emu.idle();
       assert.equal(received.length, 1);
-      const [row] = await db.sequelize.query('SELECT event_id, state FROM integration_event_log', { type: 'SELECT' as never });
+      const [row] = await db.sequelize.query('SELECT event_id, state FROM integration_event_log', { type: QueryTypes.SELECT });
       assert.equal(received[0]!.id, (row as { event_id: string }).event_id);
       assert.equal((row as { state: number }).state, 2);
       assert.equal((received[0]!.body.data as { account: string }).account, 'alice');

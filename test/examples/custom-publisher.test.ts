@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import request from 'supertest';
+import { QueryTypes } from 'sequelize';
 import { RabbitMqPublisher } from '../../example/custom-publisher/rabbitmq-publisher';
 import { createTestDb, type TestDb } from '../support/db';
 import { createTestService, type TestService } from '../support/app';
@@ -42,7 +43,7 @@ describe('a custom publisher (RabbitMQ) plugged into the outbox', () => {
     await svc.outbox.drain();
     for (let i = 0; i < 100 && received.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(received.length, 3);
-    const rows = await db.sequelize.query('SELECT event_id, state FROM integration_event_log ORDER BY id', { type: 'SELECT' as never });
+    const rows = await db.sequelize.query('SELECT event_id, state FROM integration_event_log ORDER BY id', { type: QueryTypes.SELECT });
     assert.deepEqual(
       received.map((m) => m.properties.messageId).sort(),
       (rows as Array<{ event_id: string }>).map((r) => r.event_id).sort(),
