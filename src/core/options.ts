@@ -19,7 +19,7 @@ export interface OutboxTuning {
   maximumRetryInterval?: number;
   /** How often the local-queue retry runs, seconds. Default 3. */
   localFailedRetryInterval?: number;
-  /** Rows claimed per database retry pass. Default 100. */
+  /** Rows claimed at a time by the database retry; a pass claims batch after batch while they come back full. Default 100. */
   retryBatchSize?: number;
   /** Messages per bulk publish call. Default 100. */
   batchSize?: number;

@@ -10,7 +10,7 @@ import { Dispatcher } from './dispatcher';
 import { OutboxEmitter } from './events';
 import { consoleLogger, type Logger } from './logger';
 import { resolveTuning, type OutboxTuning, type ResolvedTuning } from './options';
-import { createProcessors, type Processors } from './processors';
+import { createProcessors, type ProcessorName, type Processors } from './processors';
 import { beginUnitOfWork, type UnitOfWork, type UnitOfWorkDeps } from './unit-of-work';
 
 export interface EngineOptions extends OutboxTuning {
@@ -145,6 +145,19 @@ export class OutboxEngine extends OutboxEmitter {
 
   get running(): boolean {
     return this.processors.running;
+  }
+
+  /**
+   * Runs one background pass now (or joins the one running) and resolves with its count: rows
+   * claimed by 'retry-by-database', rows or entries deleted by the cleanups. Never rejects for a
+   * failed pass: that is logged and emitted as `error`, and counts 0.
+   *
+   * ```ts
+   * await outbox.runPass('retry-by-database');
+   * ```
+   */
+  runPass(name: ProcessorName): Promise<number> {
+    return this.processors.run(name);
   }
 
   /** Makes terminal-failed rows due again: by event ids, or by a filter. Returns how many. */

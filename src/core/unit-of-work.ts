@@ -94,7 +94,10 @@ export class UnitOfWork {
       await transactions.commit(this.transaction);
     } catch (err) {
       await this.abort();
-      throw new UnitOfWorkError('commit', err);
+      // A connection lost during COMMIT (killed, network) leaves the outcome unknown: the server
+      // may have committed before it went. The events' rows tell, and a committed unit of work
+      // must not be reported as failed (the client would retry what is already done).
+      if (!(await committedAnyway(store, events))) throw new UnitOfWorkError('commit', err);
     }
     this.status = 'committed';
     dispatcher.dispatch(events);
@@ -110,6 +113,16 @@ export class UnitOfWork {
   private async abort(): Promise<void> {
     this.status = 'rolled-back';
     await this.deps.transactions.rollback(this.transaction).catch(() => {});
+  }
+}
+
+/** Whether a COMMIT that reported an error did commit: its first event's row is visible. False when unknown. */
+async function committedAnyway(store: OutboxStore, events: readonly OutboxMessage[]): Promise<boolean> {
+  if (events.length === 0) return false;
+  try {
+    return (await store.find([events[0]!.id])).length > 0;
+  } catch {
+    return false;
   }
 }
 

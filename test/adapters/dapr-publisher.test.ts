@@ -84,6 +84,15 @@ describe('DaprPublisher against the sidecar emulator', () => {
     assert.deepEqual(retry.failed, []);
   });
 
+  it('fails only the entry whose content is not JSON, permanently, and publishes the rest of the batch', async () => {
+    const good = [message(), message()];
+    const bad = message({ content: '{not json' });
+    const result = await publisher.publishBulk([good[0]!, bad, good[1]!]);
+    assert.deepEqual(result.failed.map((f) => f.id), [bad.id]);
+    assert.ok(result.failed[0]!.error instanceof PublishError && result.failed[0]!.error.permanent);
+    assert.deepEqual(emu.publishes.filter((p) => p.accepted).map((p) => p.envelope?.id).sort(), good.map((m) => m.id).sort());
+  });
+
   it('fails with a timeout instead of hanging when the sidecar does not answer in time', async () => {
     const slow = new DaprPublisher({ daprPort: emu.port, timeoutMs: 100 });
     await slow.publish(message()); // the client has started

@@ -85,13 +85,18 @@ export class DaprPublisher implements Publisher {
   }
 
   async publishBulk(messages: readonly OutboxMessage[]): Promise<BulkPublishResult> {
-    if (messages.length === 0) return { failed: [] };
-    const first = messages[0]!;
-    const entries = messages.map((m) => ({
-      entryId: m.id,
-      contentType: 'application/cloudevents+json',
-      event: cloudEventOf(m),
-    }));
+    // A message whose content is not JSON fails alone (permanently), before the request is built.
+    const unreadable: Array<{ id: string; error: Error }> = [];
+    const entries: Array<{ entryId: string; contentType: string; event: Record<string, unknown> }> = [];
+    for (const m of messages) {
+      try {
+        entries.push({ entryId: m.id, contentType: 'application/cloudevents+json', event: cloudEventOf(m) });
+      } catch (err) {
+        unreadable.push({ id: m.id, error: new PublishError(`event ${m.id} is not valid JSON`, { topic: m.topic, pubsubName: m.pubsubName, permanent: true, cause: err }) });
+      }
+    }
+    if (entries.length === 0) return { failed: unreadable };
+    const first = messages.find((m) => m.id === entries[0]!.entryId)!;
     const http = (this.client as unknown as { daprClient: { executeWithApiVersion(v: string, url: string, params: object): Promise<unknown> } }).daprClient;
     const url = `/publish/bulk/${encodeURIComponent(first.pubsubName)}/${first.topic.split('/').map(encodeURIComponent).join('/')}`;
     try {
@@ -99,16 +104,16 @@ export class DaprPublisher implements Publisher {
         http.executeWithApiVersion('v1.0-alpha1', url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: entries }),
         first,
       );
-      return { failed: [] };
+      return { failed: unreadable };
     } catch (err) {
       const answer = parseSdkError(err);
       const body = answer?.body as { failedEntries?: Array<{ entryId?: string; error?: string }> } | undefined;
       if (answer?.status === 500 && Array.isArray(body?.failedEntries)) {
         const known = new Set(messages.map((m) => m.id));
         return {
-          failed: body!.failedEntries
+          failed: unreadable.concat(body!.failedEntries
             .filter((f) => typeof f.entryId === 'string' && known.has(f.entryId))
-            .map((f) => ({ id: f.entryId!, error: new PublishError(`bulk entry failed: ${f.error ?? 'unknown error'}`, { topic: first.topic, pubsubName: first.pubsubName, status: 500 }) })),
+            .map((f) => ({ id: f.entryId!, error: new PublishError(`bulk entry failed: ${f.error ?? 'unknown error'}`, { topic: first.topic, pubsubName: first.pubsubName, status: 500 }) }))),
         };
       }
       throw toPublishError(err, first);

@@ -18,13 +18,14 @@ export class SequelizeInboxStore implements InboxStore {
   }
 
   async record(consumer: string, eventId: string, tx: unknown, now: number): Promise<boolean> {
-    const q = insertIgnore(this.dialect, this.table);
-    const [result, meta] = (await this.sequelize.query(q, {
+    // As an INSERT query Sequelize resolves [insert id, affected rows] on every dialect; a RAW
+    // query on SQLite would report no change count at all.
+    const [, affectedRows] = (await this.sequelize.query(insertIgnore(this.dialect, this.table), {
       replacements: [consumer, eventId, now],
       transaction: tx as Transaction,
-      raw: true,
-    })) as [unknown, unknown];
-    return affected(this.dialect, result, meta) === 1;
+      type: QueryTypes.INSERT,
+    })) as [unknown, number];
+    return Number(affectedRows) === 1;
   }
 
   async deleteOlderThan(before: number, limit: number): Promise<number> {
@@ -37,12 +38,13 @@ export class SequelizeInboxStore implements InboxStore {
     if (rows.length === 0) return 0;
     const where = rows.map(() => '(consumer = ? AND event_id = ?)').join(' OR ');
     return writeGateFor(this.sequelize).run(async () => {
-      const [result, meta] = (await this.sequelize.query(`DELETE FROM ${t} WHERE ${where}`, {
+      // BULKDELETE resolves with the deleted count on every dialect (a RAW query reports none on SQLite).
+      const deleted = await this.sequelize.query(`DELETE FROM ${t} WHERE ${where}`, {
         replacements: rows.flatMap((r) => [r.consumer, r.event_id]),
         transaction: null,
-        raw: true,
-      })) as [unknown, unknown];
-      return affected(this.dialect, result, meta);
+        type: QueryTypes.BULKDELETE,
+      });
+      return Number(deleted);
     });
   }
 }
@@ -57,10 +59,4 @@ export function insertIgnore(dialect: SqlDialect, table: string): string {
     default:
       return `INSERT IGNORE INTO ${t} (consumer, event_id, handled_time) VALUES (?, ?, ?)`;
   }
-}
-
-function affected(dialect: SqlDialect, result: unknown, meta: unknown): number {
-  if (dialect === 'sqlite') return Number((meta as { changes?: number } | undefined)?.changes ?? 0);
-  if (dialect === 'postgres') return Number((meta as { rowCount?: number } | undefined)?.rowCount ?? 0);
-  return Number((result as { affectedRows?: number } | undefined)?.affectedRows ?? 0);
 }

@@ -30,11 +30,11 @@ export interface Migration {
 function columnTypes(dialect: SqlDialect) {
   switch (dialect) {
     case 'sqlite':
-      return { pk: 'INTEGER PRIMARY KEY AUTOINCREMENT', big: 'INTEGER', text: 'TEXT', content: 'TEXT', small: 'INTEGER' };
+      return { pk: 'INTEGER PRIMARY KEY AUTOINCREMENT', big: 'INTEGER', text: 'TEXT', content: 'TEXT', small: 'INTEGER', key: 'VARCHAR(191)' };
     case 'postgres':
-      return { pk: 'BIGSERIAL PRIMARY KEY', big: 'BIGINT', text: 'TEXT', content: 'TEXT', small: 'SMALLINT' };
+      return { pk: 'BIGSERIAL PRIMARY KEY', big: 'BIGINT', text: 'TEXT', content: 'TEXT', small: 'SMALLINT', key: 'VARCHAR(191)' };
     default:
-      return { pk: 'BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY', big: 'BIGINT', text: 'TEXT', content: 'LONGTEXT', small: 'TINYINT' };
+      return { pk: 'BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY', big: 'BIGINT', text: 'TEXT', content: 'LONGTEXT', small: 'TINYINT', key: 'VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin' };
   }
 }
 
@@ -87,9 +87,11 @@ export const migrations: readonly Migration[] = [
       const table = q(tables.inbox);
       const engine = dialect === 'mysql' || dialect === 'mariadb' ? ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4' : '';
       return [
+        // Case-sensitive keys: MySQL's default collation would take `Event-A` and `event-a` for
+        // one id and skip a different event as a duplicate.
         `CREATE TABLE IF NOT EXISTS ${table} (
-  consumer VARCHAR(191) NOT NULL,
-  event_id VARCHAR(191) NOT NULL,
+  consumer ${t.key} NOT NULL,
+  event_id ${t.key} NOT NULL,
   handled_time ${t.big} NOT NULL,
   PRIMARY KEY (consumer, event_id)
 )${engine}`,

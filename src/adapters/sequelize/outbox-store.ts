@@ -174,6 +174,11 @@ export class SequelizeOutboxStore implements OutboxStore {
    */
   private async exec(q: sql.Query, tx: Transaction | null, gated = true): Promise<number> {
     const run = async () => {
+      if (this.dialect === 'sqlite') {
+        // Sequelize runs a RAW query through sqlite3's all(), which reports no change count;
+        // BULKUPDATE goes through run() and resolves with the count.
+        return Number(await this.sequelize.query(q.sql, { replacements: q.params, transaction: tx, type: QueryTypes.BULKUPDATE }));
+      }
       const [result, meta] = (await this.sequelize.query(q.sql, { replacements: q.params, transaction: tx, raw: true })) as [unknown, unknown];
       return affectedRows(this.dialect, result, meta);
     };

@@ -1,0 +1,196 @@
+import { PublishError } from '../../errors';
+import type { OutboxRecord } from '../../ports/outbox-store';
+import type { OutboxMessage } from '../../ports/publisher';
+import { isPermanent } from '../dispatcher';
+import type { OutboxEventMap, OutboxEventName } from '../events';
+import { errorMessage } from '../logger';
+import { sendMessages } from '../send';
+import type { ProcessorContext } from './context';
+import { ProcessorError, reportFailure, safeEmit } from './pass';
+
+const NAME = 'retry-by-database';
+
+/**
+ * The database retry (MASA's RetryByData), safe with any number of replicas.
+ *
+ * A pass claims due rows in batches of `retryBatchSize` through `store.claimDue`: a row is due
+ * when its `next_attempt_time` has come, which covers
+ * - NotPublished rows whose committer never reported back: the insert leases them to the
+ *   committer for `leaseTime`, which is the dispatch grace period;
+ * - InProgress rows whose claimer's lease ran out (it died or hung);
+ * - PublishedFailed rows whose backoff is over.
+ * Terminal rows and Published rows have no next attempt time and are never looked at.
+ *
+ * The claim leases the rows to this process and counts an attempt (`timesSent`). They are
+ * published through `sendMessages` (bulk, grouped by topic; a partial failure fails only its own
+ * entries), the published ones are marked, and the failed ones go through `dispatcher.fail` with
+ * `timesSent` as the attempt: a backoff with jitter, or terminal after `maxRetryTimes` or on a
+ * permanent error. A row whose content is not JSON can never be published: it is failed at once,
+ * as permanent, instead of costing every retry a slot.
+ *
+ * The pass goes on with the next batch while batches come back full, so a backlog drains in one
+ * pass instead of `retryBatchSize` rows per interval. It stops early when a whole batch failed
+ * for a transient reason (the broker is down: no point in hammering it) and between batches when
+ * the processors are stopping.
+ */
+export class RetryByDatabase {
+  /**
+   * Rows this process claimed and has not settled: 'claimed' (no outcome recorded) or 'published'
+   * (published, the mark did not make it to the database). stop() settles them.
+   */
+  private readonly held = new Map<string, 'claimed' | 'published'>();
+
+  constructor(
+    private readonly ctx: ProcessorContext,
+    private readonly halted: () => boolean,
+  ) {}
+
+  /** One pass. Returns how many rows it claimed (published or failed). */
+  async pass(): Promise<number> {
+    const { tuning } = this.ctx;
+    // Rows a failed write left behind: marking them before their lease runs out saves a second publish.
+    if (this.held.size > 0) await this.settle();
+    let claimed = 0;
+    do {
+      const batch = await this.claim(tuning.retryBatchSize);
+      if (batch.length === 0) break;
+      claimed += batch.length;
+      const { published, transient } = await this.relay(batch);
+      if (batch.length < tuning.retryBatchSize) break;
+      if (published === 0 && transient > 0) break;
+    } while (!this.halted());
+    return claimed;
+  }
+
+  /**
+   * Settles what a failed write left behind: marks published rows Published, gives claimed rows
+   * back (due at once). Runs before each pass and on stop(). Never throws; what still fails stays
+   * leased until `leaseTime` runs out (and is tried again here meanwhile).
+   */
+  async settle(): Promise<void> {
+    const { store, clock, owner } = this.ctx;
+    const published = [...this.held].filter(([, s]) => s === 'published').map(([id]) => id);
+    const claimed = [...this.held].filter(([, s]) => s === 'claimed').map(([id]) => id);
+    if (published.length > 0) {
+      try {
+        await store.markPublished(published, clock.now());
+        for (const id of published) this.held.delete(id);
+        this.emit('published', { ids: published, source: 'retry' });
+      } catch (err) {
+        reportFailure(this.ctx, new ProcessorError(NAME, 'could not mark published rows (settling)', err, { count: published.length }));
+      }
+    }
+    if (claimed.length > 0) {
+      try {
+        await store.release(claimed, owner, clock.now());
+        for (const id of claimed) this.held.delete(id);
+      } catch (err) {
+        reportFailure(this.ctx, new ProcessorError(NAME, 'could not release claimed rows (settling)', err, { count: claimed.length }));
+      }
+    }
+  }
+
+  private async claim(limit: number): Promise<OutboxRecord[]> {
+    const { store, clock, owner, tuning, dispatcher } = this.ctx;
+    const now = clock.now();
+    let rows: OutboxRecord[];
+    try {
+      rows = await store.claimDue(limit, now, owner, now + tuning.leaseTime * 1000);
+    } catch (err) {
+      throw new ProcessorError(NAME, 'could not claim due rows', err, { batchSize: limit });
+    }
+    for (const r of rows) {
+      this.held.set(r.id, 'claimed');
+      // Only a row whose local lease ran out can be due; the database retry owns it now.
+      dispatcher.localQueue.delete(r.id);
+    }
+    return rows;
+  }
+
+  private async relay(batch: readonly OutboxRecord[]): Promise<{ published: number; transient: number }> {
+    const { ctx } = this;
+    const { tuning } = ctx;
+    try {
+      const attempt = new Map(batch.map((r) => [r.id, r.timesSent]));
+      const failures: Array<{ message: OutboxMessage; error: Error }> = [];
+      const sendable: OutboxRecord[] = [];
+      for (const r of batch) {
+        const poison = unpublishable(r);
+        if (poison) failures.push({ message: r, error: poison });
+        else sendable.push(r);
+      }
+      const outcome = await sendMessages(ctx.publisher, sendable, { bulk: tuning.bulk, batchSize: tuning.batchSize });
+      failures.push(...outcome.failed);
+
+      if (outcome.published.length > 0) await this.markPublished(outcome.published.map((m) => m.id));
+      let transient = 0;
+      if (failures.length > 0) {
+        for (const { message, error } of failures) {
+          if (!isPermanent(error)) transient += 1;
+          this.emit('failed', { id: message.id, topic: message.topic, attempt: attempt.get(message.id) ?? 0, error });
+        }
+        // Backoff or terminal, and the retryScheduled / terminalFailure events. A failed write is
+        // logged there; the rows then stay leased and come back when the lease runs out.
+        await ctx.dispatcher.fail(
+          failures.map(({ message, error }) => ({ message, error, attempt: attempt.get(message.id) ?? 0 })),
+          ctx.owner,
+        );
+        for (const { message } of failures) this.held.delete(message.id);
+      }
+      return { published: outcome.published.length, transient };
+    } finally {
+      await this.releaseUnsettled(batch);
+    }
+  }
+
+  private async markPublished(ids: string[]): Promise<void> {
+    const { store, clock } = this.ctx;
+    for (const id of ids) this.held.set(id, 'published');
+    try {
+      await store.markPublished(ids, clock.now());
+    } catch (err) {
+      // Published but not marked: the next pass and stop() try again; if the lease runs out first,
+      // the rows are published once more (the subscribers' inbox drops the repeat).
+      reportFailure(this.ctx, new ProcessorError(NAME, 'could not mark published rows', err, { count: ids.length }));
+      return;
+    }
+    for (const id of ids) this.held.delete(id);
+    this.emit('published', { ids, source: 'retry' });
+  }
+
+  /** A batch that threw half-way gives back the rows it had no outcome for. */
+  private async releaseUnsettled(batch: readonly OutboxRecord[]): Promise<void> {
+    const ids = batch.filter((r) => this.held.get(r.id) === 'claimed').map((r) => r.id);
+    if (ids.length === 0) return;
+    try {
+      await this.ctx.store.release(ids, this.ctx.owner, this.ctx.clock.now());
+      for (const id of ids) this.held.delete(id);
+    } catch (err) {
+      this.ctx.logger.warn('could not release claimed rows; they come back when their lease runs out', { processor: NAME, count: ids.length, error: errorMessage(err) });
+    }
+  }
+
+  private emit<K extends OutboxEventName>(name: K, ...args: OutboxEventMap[K]): void {
+    safeEmit(this.ctx, name, ...args);
+  }
+}
+
+/**
+ * Why a row can never be published, or undefined. The publisher port takes `content` as the JSON
+ * of the event; a row that holds something else (written by hand, truncated) fails permanently
+ * here instead of failing inside the publisher on every attempt (and, in a bulk call, failing
+ * the rows batched with it).
+ */
+function unpublishable(r: OutboxRecord): PublishError | undefined {
+  try {
+    JSON.parse(r.content);
+    return undefined;
+  } catch (err) {
+    return new PublishError(`the row's content is not valid JSON: ${errorMessage(err)}`, {
+      topic: r.topic,
+      pubsubName: r.pubsubName,
+      permanent: true,
+      cause: err,
+    });
+  }
+}

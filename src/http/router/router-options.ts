@@ -1,0 +1,153 @@
+/**
+ * Options of `createSubscriptionRouter()`: the input type, the defaults (one object), and the
+ * resolved shape, checked when the router is built.
+ */
+import type { Sequelize } from 'sequelize';
+import { OutboxConfigError } from '../../errors';
+import { consoleLogger, type Logger } from '../../core/logger';
+import type { InboxStore } from '../../ports/inbox-store';
+import { DEFAULT_TABLE_NAMES } from '../../adapters/sequelize/migrations';
+import { SequelizeInboxStore } from '../../adapters/sequelize/inbox-store';
+import { installTransactionContext } from '../../adapters/sequelize/transaction-context';
+import { resolveAppApiToken } from './api-token';
+import type { InboxBinding } from './delivery';
+import { DEFAULT_ROUTE_PREFIX, normalizeRoute } from './route-paths';
+import { INBOX_KEY_MAX } from './topic-registration';
+
+/** The parts of an Outbox the router uses. */
+export interface RouterOutbox {
+  readonly sequelize: Sequelize;
+  readonly inbox: InboxStore | undefined;
+  readonly logger?: Logger;
+  readonly clock?: { now(): number };
+}
+
+export interface SubscriptionRouterOptions {
+  /**
+   * The service's outbox: turns the inbox on (its table and Sequelize instance), and its logger
+   * becomes the router's default. Handlers can then `outbox.bus.publish()` in the delivery's
+   * transaction: the events commit with the handler's writes and the inbox record.
+   */
+  outbox?: RouterOutbox;
+  /**
+   * A Sequelize instance, to use the inbox without an outbox. Its table must exist
+   * (`runMigrations(sequelize)` creates it). Ignored when `outbox` is given (it must then be the
+   * outbox's own instance).
+   */
+  sequelize?: Sequelize;
+  /** Inbox table name with `sequelize`. Default 'integration_event_inbox' (with `outbox`: the outbox's). */
+  inboxTable?: string;
+  /** Set false to run handlers without the inbox (no transaction, no de-duplication). Default true when `outbox` or `sequelize` is given. */
+  inbox?: boolean;
+  /**
+   * The token every request must carry in `dapr-api-token` (daprd's APP_API_TOKEN). Default: env
+   * APP_API_TOKEN when set, else no check. `null` turns the check off even when the env var is set.
+   */
+  appApiToken?: string | null;
+  /**
+   * This service's name in the inbox (e.g. its Dapr app id). The inbox consumer of a topic is
+   * `<consumer>/<pubsub>/<topic>`, or `<pubsub>/<topic>` without it; a topic's own `consumer`
+   * option replaces it. Set it when several services share one database. The route is not part
+   * of the name, so changing a route does not forget which events were handled.
+   */
+  consumer?: string;
+  /** Where malformed deliveries (DROP reasons) and handler failures are reported. Default: the outbox's logger, else the console. */
+  logger?: Partial<Logger>;
+  /** Largest body of a single delivery, bytes; a larger one is answered DROP. Default 4194304 (4 MiB, daprd's default). */
+  maxBodyBytes?: number;
+  /** Largest body of a bulk delivery, bytes; a larger one is answered 404 (daprd drops every entry). Default 67108864 (64 MiB). */
+  maxBulkBodyBytes?: number;
+  /** Prefix of default routes; a request under it that matches no topic gets 404. Default '/dapr-outbox'. */
+  routePrefix?: string;
+}
+
+export const ROUTER_DEFAULTS = Object.freeze({
+  maxBodyBytes: 4 * 1024 * 1024,
+  maxBulkBodyBytes: 64 * 1024 * 1024,
+  routePrefix: DEFAULT_ROUTE_PREFIX,
+});
+
+export interface ResolvedRouterOptions {
+  inbox: InboxBinding | undefined;
+  appApiToken: string | undefined;
+  consumer: string | undefined;
+  logger: Logger;
+  maxBodyBytes: number;
+  maxBulkBodyBytes: number;
+  routePrefix: string;
+}
+
+export function resolveRouterOptions(options: SubscriptionRouterOptions = {}): ResolvedRouterOptions {
+  if (options === null || typeof options !== 'object') throw new OutboxConfigError('options', options, 'must be an object');
+  const { outbox } = options;
+  if (outbox !== undefined && (!outbox || typeof outbox !== 'object' || !isSequelize(outbox.sequelize))) {
+    throw new OutboxConfigError('outbox', outbox === null ? null : typeof outbox, 'must be an Outbox (from createOutbox())');
+  }
+  if (options.sequelize !== undefined && !isSequelize(options.sequelize)) {
+    throw new OutboxConfigError('sequelize', typeof options.sequelize, 'must be a Sequelize instance');
+  }
+  if (outbox && options.sequelize && options.sequelize !== outbox.sequelize) {
+    throw new OutboxConfigError('sequelize', 'another instance', "must be the outbox's own Sequelize instance when both are given");
+  }
+  if (options.inbox !== undefined && typeof options.inbox !== 'boolean') throw new OutboxConfigError('inbox', options.inbox, 'must be a boolean');
+  if (options.inboxTable !== undefined && (typeof options.inboxTable !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(options.inboxTable))) {
+    throw new OutboxConfigError('inboxTable', options.inboxTable, 'must be an identifier of letters, digits and _ (at most 63 characters)');
+  }
+  if (options.consumer !== undefined && (typeof options.consumer !== 'string' || options.consumer === '' || options.consumer.length > INBOX_KEY_MAX - 2)) {
+    throw new OutboxConfigError('consumer', options.consumer, `must be a non-empty string of at most ${INBOX_KEY_MAX - 2} characters`);
+  }
+
+  const logger = resolveLogger(options.logger ?? outbox?.logger);
+  const maxBodyBytes = positiveInt('maxBodyBytes', options.maxBodyBytes ?? ROUTER_DEFAULTS.maxBodyBytes, options.maxBodyBytes);
+  const maxBulkBodyBytes = positiveInt('maxBulkBodyBytes', options.maxBulkBodyBytes ?? ROUTER_DEFAULTS.maxBulkBodyBytes, options.maxBulkBodyBytes);
+  let routePrefix: string = ROUTER_DEFAULTS.routePrefix;
+  if (options.routePrefix !== undefined) {
+    const p = normalizeRoute(options.routePrefix);
+    if (p === undefined || p.endsWith('/')) throw new OutboxConfigError('routePrefix', options.routePrefix, "must be a path like '/events' (no trailing slash, query or spaces)");
+    routePrefix = p;
+  }
+
+  let inbox: InboxBinding | undefined;
+  if (options.inbox !== false) {
+    const sequelize = outbox?.sequelize ?? options.sequelize;
+    if (sequelize) {
+      const store = outbox?.inbox ?? new SequelizeInboxStore(sequelize, options.inboxTable ?? DEFAULT_TABLE_NAMES.inbox);
+      installTransactionContext(sequelize);
+      const clock = outbox?.clock;
+      inbox = { sequelize, store, now: clock ? () => clock.now() : Date.now };
+    } else if (options.inbox === true) {
+      throw new OutboxConfigError('inbox', true, 'needs `outbox` or `sequelize`');
+    }
+  }
+
+  return {
+    inbox,
+    appApiToken: resolveAppApiToken(options.appApiToken),
+    consumer: options.consumer,
+    logger,
+    maxBodyBytes,
+    maxBulkBodyBytes,
+    routePrefix,
+  };
+}
+
+function isSequelize(s: unknown): s is Sequelize {
+  return !!s && typeof (s as { query?: unknown }).query === 'function' && typeof (s as { getDialect?: unknown }).getDialect === 'function';
+}
+
+function positiveInt(name: string, value: number, given: unknown): number {
+  if (!Number.isInteger(value) || value < 1) throw new OutboxConfigError(name, given, 'must be an integer number of bytes >= 1');
+  return value;
+}
+
+function resolveLogger(l: Partial<Logger> | undefined): Logger {
+  if (l === undefined) return consoleLogger;
+  if (!l || typeof l !== 'object') throw new OutboxConfigError('logger', l, 'must be an object with warn/error (and optionally info/debug) methods');
+  const pick = (name: keyof Logger): Logger[keyof Logger] => {
+    const fn = l[name];
+    if (fn === undefined) return () => {};
+    if (typeof fn !== 'function') throw new OutboxConfigError(`logger.${name}`, fn, 'must be a function');
+    return fn.bind(l);
+  };
+  return { debug: pick('debug'), info: pick('info'), warn: pick('warn'), error: pick('error') };
+}

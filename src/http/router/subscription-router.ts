@@ -1,0 +1,188 @@
+/**
+ * The subscription router: `GET /dapr/subscribe`, one route per topic (and per routing rule),
+ * the app API token, CloudEvent parsing, the inbox and Dapr's answers
+ * (shared/reference/dapr-pubsub-contract.md sections 3 and 4).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express, { type NextFunction, type Router } from 'express';
+import { OutboxConfigError } from '../../errors';
+import { errorMessage } from '../../core/logger';
+import { tokenChecker } from './api-token';
+import { readBulk } from './bulk';
+import { isBinaryMode, isBulkEnvelope, jsonBody, readSingleDelivery, readStructured, type Parsed, type ReadEvent } from './cloudevent';
+import { runDelivery, type DeliveryDeps } from './delivery';
+import { readRequestBody } from './request-body';
+import { leaveRequestUnitOfWork } from './request-unit-of-work';
+import { canonicalPath, SUBSCRIBE_PATH } from './route-paths';
+import { resolveRouterOptions, type ResolvedRouterOptions, type SubscriptionRouterOptions } from './router-options';
+import { answerBulk, answerMethodNotAllowed, answerNotFound, answerStatus, answerUnauthorized, DROP, RETRY, sendJson, type BulkEntryStatus } from './statuses';
+import { registerTopic, subscriptionItem, type RegisteredTopic } from './topic-registration';
+import type { DaprSubscription, TopicHandler, TopicOptions } from './types';
+
+/** An express Router with `topic()` added. Mount it at the app's root: daprd calls `/dapr/subscribe` there. */
+export interface SubscriptionRouter extends Router {
+  /**
+   * Subscribes `handler` to `topic` on the pubsub component `pubsubName`. Returns the router.
+   * Throws OutboxConfigError for invalid options, a topic subscribed twice or a route taken.
+   */
+  topic<T = any>(pubsubName: string, topic: string, handler: TopicHandler<T>, options?: TopicOptions): SubscriptionRouter;
+  /** The `/dapr/subscribe` items, as served at the root. */
+  subscriptions(): DaprSubscription[];
+}
+
+/** Where a route leads: the topic, and the handler of its route or rule. */
+interface RouteTarget {
+  topic: RegisteredTopic;
+  handler: TopicHandler;
+  path: string;
+}
+
+/**
+ * Creates the subscription router.
+ *
+ * ```ts
+ * const router = createSubscriptionRouter({ outbox });           // inbox on: exactly-once effects
+ * router.topic('pubsub', 'RegisterUserEvent', async (event: RegisterUserEvent, ctx) => {
+ *   await Welcome.create({ account: event.account });            // joins the delivery's transaction
+ * });
+ * app.use(router);
+ * ```
+ *
+ * Answers: the handler resolves -> SUCCESS; it throws or returns 'RETRY' -> RETRY; it throws
+ * DropError or returns 'DROP', the validation hook rejects, or the delivery is malformed ->
+ * DROP (reason logged); unknown route under `routePrefix` -> 404; wrong or missing
+ * `dapr-api-token` when a token is set -> 401.
+ *
+ * The router reads the body itself, so it works with or without `express.json()`. daprd sends
+ * single deliveries as `application/cloudevents+json`, which express.json() leaves alone; bulk
+ * deliveries are `application/json`: an express.json() mounted before the router parses them
+ * with ITS limit (100 kB by default) and answers 413 above it (daprd retries), so mount the
+ * router first, or raise that limit, when you use bulk subscribe.
+ *
+ * With `outbox.middleware()` mounted before the router, the request's unit of work is completed
+ * before the delivery runs (see request-unit-of-work.ts); each delivery has its own transaction.
+ */
+export function createSubscriptionRouter(options: SubscriptionRouterOptions = {}): SubscriptionRouter {
+  const opts = resolveRouterOptions(options);
+  const checkToken = opts.appApiToken === undefined ? undefined : tokenChecker(opts.appApiToken);
+  const deps: DeliveryDeps = { inbox: opts.inbox, logger: opts.logger };
+  const topics: RegisteredTopic[] = [];
+  const routes = new Map<string, RouteTarget>();
+  const prefix = `${canonicalPath(opts.routePrefix)}/`;
+
+  const router = express.Router() as SubscriptionRouter;
+
+  router.use(function daprSubscriptions(req: express.Request, res: express.Response, next: NextFunction): void {
+    const path = canonicalPath(req.path);
+    const target = path === undefined ? undefined : routes.get(path);
+    const isSubscribe = path === SUBSCRIBE_PATH;
+    if (!target && !isSubscribe && !(path !== undefined && path.startsWith(prefix))) return next();
+    if (checkToken && !checkToken(req)) return answerUnauthorized(res);
+    if (isSubscribe) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return answerMethodNotAllowed(res, 'GET');
+      return sendJson(res, 200, topics.map((t) => subscriptionItem(t, req.baseUrl)));
+    }
+    if (!target) return answerNotFound(res, `no subscription at ${req.path}`);
+    if (req.method !== 'POST') return answerMethodNotAllowed(res, 'POST');
+    handleDelivery(req, res, target, opts, deps).catch((err: unknown) => {
+      // Only a bug gets here; 500 makes daprd retry rather than lose the message.
+      opts.logger.error(`subscription router failed: ${errorMessage(err)}`, { route: target.path });
+      sendJson(res, 500, { error: 'INTERNAL', message: 'the subscription router failed' });
+    });
+  });
+
+  router.topic = function topic<T>(pubsubName: string, name: string, handler: TopicHandler<T>, topicOptions?: TopicOptions): SubscriptionRouter {
+    const t = registerTopic(pubsubName, name, handler as TopicHandler, topicOptions, { routePrefix: opts.routePrefix, consumer: opts.consumer });
+    if (topics.some((x) => x.pubsubName === t.pubsubName && x.topic === t.topic)) {
+      throw new OutboxConfigError('topic', `${t.pubsubName}/${t.topic}`, 'must be subscribed once per pubsub (daprd keeps one subscription per topic)');
+    }
+    const targets: RouteTarget[] = [{ topic: t, handler: t.handler, path: t.route }, ...t.rules.map((r) => ({ topic: t, handler: r.handler, path: r.path }))];
+    const seen = new Set<string>();
+    for (const target of targets) {
+      const key = canonicalPath(target.path)!;
+      const owner = routes.get(key);
+      if (key === SUBSCRIBE_PATH || owner || seen.has(key)) {
+        const by = owner ? `topic '${owner.topic.topic}' on '${owner.topic.pubsubName}'` : key === SUBSCRIBE_PATH ? 'the discovery endpoint' : `topic '${t.topic}' itself`;
+        throw new OutboxConfigError('route', target.path, `of topic '${t.topic}' must be unique, but it is taken by ${by}`);
+      }
+      seen.add(key);
+    }
+    for (const target of targets) routes.set(canonicalPath(target.path)!, target);
+    topics.push(t);
+    return router;
+  };
+
+  router.subscriptions = () => topics.map((t) => subscriptionItem(t, ''));
+
+  return router;
+}
+
+async function handleDelivery(req: IncomingMessage, res: ServerResponse, target: RouteTarget, opts: ResolvedRouterOptions, deps: DeliveryDeps): Promise<void> {
+  const { topic } = target;
+  const bulkRoute = topic.bulk !== undefined;
+  const about = { pubsubName: topic.pubsubName, topic: topic.topic, route: target.path };
+  /**
+   * A delivery that can never succeed. On a bulk route the entries cannot be named, so the
+   * answer is 404, which daprd reads as DROP for every entry ({"status":"DROP"} would read as
+   * "no statuses": all retried).
+   */
+  const malformed = (reason: string, wholeBulk: boolean): void => {
+    opts.logger.warn(`dropping a malformed delivery: ${reason}`, about);
+    if (wholeBulk) answerNotFound(res, `malformed bulk delivery: ${reason}`);
+    else answerStatus(res, DROP);
+  };
+
+  const body = await readRequestBody(req, bulkRoute ? opts.maxBulkBodyBytes : opts.maxBodyBytes);
+  if (body.kind === 'too-large') return malformed(`the body is larger than ${body.limit} bytes (maxBodyBytes${bulkRoute ? '/maxBulkBodyBytes' : ''})`, bulkRoute);
+  if (body.kind === 'unreadable') return malformed(body.reason, bulkRoute);
+
+  const isolation = await leaveRequestUnitOfWork(opts.logger);
+  if (!isolation.ok) return answerStatus(res, RETRY);
+
+  const source = body.kind === 'bytes' ? { bytes: body.bytes } : { value: body.value };
+  const rawBody = body.kind === 'bytes' ? body.bytes : undefined;
+  let read: Parsed<ReadEvent>;
+  if (isBinaryMode(req.headers)) {
+    read = readSingleDelivery(req.headers, source);
+  } else {
+    const json = jsonBody(req.headers, source);
+    if (!json.ok) return malformed(json.reason, bulkRoute);
+    if (isBulkEnvelope(json.value)) {
+      const statuses = await isolation.run(() => handleBulk(req, json.value, target, opts, deps));
+      if (statuses === undefined) return malformed("a bulk delivery must have an 'entries' array", true);
+      return answerBulk(res, statuses);
+    }
+    read = readStructured(json.value);
+  }
+  if (!read.ok) return malformed(read.reason, false);
+  const event = read.value;
+  const status = await isolation.run(() => runDelivery({ topic, handler: target.handler, route: target.path, read: event, headers: req.headers, rawBody }, deps));
+  answerStatus(res, status);
+}
+
+/** One status per named entry, in order; entries run one after another (the batch's order is kept). */
+async function handleBulk(req: IncomingMessage, envelope: unknown, target: RouteTarget, opts: ResolvedRouterOptions, deps: DeliveryDeps): Promise<BulkEntryStatus[] | undefined> {
+  const { topic } = target;
+  const bulk = readBulk(envelope, { topic: topic.topic, pubsubName: topic.pubsubName });
+  if (!bulk.ok) return undefined;
+  if (bulk.value.unnamed > 0) {
+    opts.logger.warn(`${bulk.value.unnamed} bulk entr${bulk.value.unnamed === 1 ? 'y has' : 'ies have'} no usable entryId and cannot be answered (daprd retries them)`, {
+      pubsubName: topic.pubsubName,
+      topic: topic.topic,
+    });
+  }
+  const statuses: BulkEntryStatus[] = [];
+  for (const entry of bulk.value.entries) {
+    if (!entry.read.ok) {
+      opts.logger.warn(`dropping a malformed bulk entry: ${entry.read.reason}`, { pubsubName: topic.pubsubName, topic: topic.topic, entryId: entry.entryId });
+      statuses.push({ entryId: entry.entryId, status: DROP });
+      continue;
+    }
+    const status = await runDelivery(
+      { topic, handler: target.handler, route: target.path, read: entry.read.value, headers: req.headers, bulk: { entryId: entry.entryId, metadata: entry.metadata } },
+      deps,
+    );
+    statuses.push({ entryId: entry.entryId, status });
+  }
+  return statuses;
+}

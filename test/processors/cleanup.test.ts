@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { IntegrationEvent } from '../../src';
+import { dialectOf, quoteIdent } from '../../src/adapters/sequelize/dialect';
+import { createTestDb, testDialects, type TestDb } from '../support/db';
+import { makeOutbox, seedRows, type Harness } from './helpers';
+
+class Shipped extends IntegrationEvent {
+  constructor(public n: number) {
+    super();
+  }
+}
+
+for (const kind of testDialects()) {
+  describe(`processors: cleanup (${kind})`, () => {
+    let db: TestDb;
+    let h: Harness;
+
+    beforeEach(async () => {
+      db = await createTestDb(kind);
+    });
+    afterEach(async () => {
+      await h?.outbox.close();
+      await db.close();
+    });
+
+    it('deletes Published rows older than publishedExpireTime in batches of deleteBatchCount, and nothing else', async () => {
+      h = await makeOutbox(db.sequelize, { publishedExpireTime: 100, deleteBatchCount: 7 });
+      const { outbox, clock } = h;
+      const t0 = clock.now();
+      const done = { state: 2, nextAttemptTime: null, lockOwner: null, lockedUntil: null };
+      await seedRows(outbox, 30, { ...done, modificationTime: t0 - 200_000 }, t0);
+      await seedRows(outbox, 5, { ...done, modificationTime: t0 - 50_000 }, t0);
+      await seedRows(outbox, 3, { state: 3, nextAttemptTime: null, lockOwner: null, lockedUntil: null, modificationTime: t0 - 10_000_000 }, t0);
+      await seedRows(outbox, 2, { state: 3, nextAttemptTime: t0 + 60_000, lockOwner: null, lockedUntil: null, modificationTime: t0 - 10_000_000 }, t0);
+      await seedRows(outbox, 2, { state: 0, nextAttemptTime: t0 + 60_000, modificationTime: t0 - 10_000_000 }, t0);
+
+      const batches: number[] = [];
+      const deletePublished = outbox.store.deletePublished.bind(outbox.store);
+      outbox.store.deletePublished = async (before, limit) => {
+        const n = await deletePublished(before, limit);
+        batches.push(n);
+        assert.equal(limit, 7);
+        return n;
+      };
+      const cleaned: unknown[] = [];
+      outbox.on('cleaned', (e) => cleaned.push(e));
+
+      assert.equal(await outbox.runPass('delete-published-expired'), 30);
+      assert.deepEqual(batches, [7, 7, 7, 7, 2]);
+      assert.deepEqual(cleaned, [{ published: 30, inbox: 0, localQueue: 0 }]);
+      assert.deepEqual(await outbox.stats(), { notPublished: 2, inProgress: 0, published: 5, publishedFailed: 2, terminalFailed: 3 });
+
+      clock.advance(60);
+      assert.equal(await outbox.runPass('delete-published-expired'), 5);
+      assert.equal(await outbox.runPass('delete-published-expired'), 0);
+      assert.equal(cleaned.length, 2, 'no event for a pass that deleted nothing');
+      assert.deepEqual(await outbox.stats(), { notPublished: 2, inProgress: 0, published: 0, publishedFailed: 2, terminalFailed: 3 });
+    });
+
+    it('a failing delete is reported with its context; the next pass finishes the job', async () => {
+      h = await makeOutbox(db.sequelize, { publishedExpireTime: 1, deleteBatchCount: 4 });
+      const { outbox, clock } = h;
+      await seedRows(outbox, 10, { state: 2, nextAttemptTime: null, lockOwner: null, lockedUntil: null, modificationTime: clock.now() - 5_000 }, clock.now());
+      const deletePublished = outbox.store.deletePublished.bind(outbox.store);
+      let calls = 0;
+      outbox.store.deletePublished = async (before, limit) => {
+        if (++calls === 2) throw new Error('lock wait timeout exceeded');
+        return deletePublished(before, limit);
+      };
+      const cleaned: number[] = [];
+      outbox.on('cleaned', (e) => cleaned.push(e.published));
+      assert.equal(await outbox.runPass('delete-published-expired'), 0);
+      assert.deepEqual(cleaned, [4], 'what was deleted before the failure is still reported');
+      assert.equal(h.errors.length, 1);
+      const err = h.errors[0] as Error & { processor?: string; context?: Record<string, unknown> };
+      assert.equal(err.processor, 'delete-published-expired');
+      assert.match(err.message, /lock wait timeout/);
+      assert.equal(err.context?.batchSize, 4);
+      assert.equal(err.context?.deletedSoFar, 4);
+      const [line] = h.logger.at('error');
+      assert.equal(line!.context?.processor, 'delete-published-expired');
+      assert.equal(await outbox.runPass('delete-published-expired'), 6);
+      assert.equal((await outbox.stats()).published, 0);
+    });
+
+    it('deletes inbox entries older than inboxExpireTime, in batches', async () => {
+      h = await makeOutbox(db.sequelize, { inboxExpireTime: 100, deleteBatchCount: 10 });
+      const { outbox, clock } = h;
+      const t0 = clock.now();
+      const table = quoteIdent(dialectOf(db.sequelize), outbox.tables.inbox);
+      const values = [
+        ...Array.from({ length: 25 }, (_, i) => `('billing', 'old-${i}', ${t0 - 200_000 + i})`),
+        ...Array.from({ length: 5 }, (_, i) => `('billing', 'new-${i}', ${t0 - 10_000})`),
+      ];
+      await db.sequelize.query(`INSERT INTO ${table} (consumer, event_id, handled_time) VALUES ${values.join(', ')}`);
+      const batches: number[] = [];
+      const inbox = outbox.inbox!;
+      const deleteOlderThan = inbox.deleteOlderThan.bind(inbox);
+      inbox.deleteOlderThan = async (before, limit) => {
+        assert.equal(before, t0 - 100_000);
+        const n = await deleteOlderThan(before, limit);
+        batches.push(n);
+        return n;
+      };
+      const cleaned: unknown[] = [];
+      outbox.on('cleaned', (e) => cleaned.push(e));
+      assert.equal(await outbox.runPass('clean-inbox'), 25);
+      assert.deepEqual(batches, [10, 10, 5]);
+      assert.deepEqual(cleaned, [{ published: 0, inbox: 25, localQueue: 0 }]);
+      const [rows] = await db.sequelize.query(`SELECT event_id FROM ${table} ORDER BY event_id`);
+      assert.deepEqual((rows as Array<{ event_id: string }>).map((r) => r.event_id), ['new-0', 'new-1', 'new-2', 'new-3', 'new-4']);
+    });
+
+    it('drops local-queue items whose lease ran out; their rows stay for the database retry', async () => {
+      h = await makeOutbox(db.sequelize, { leaseTime: 30 });
+      const { outbox, publisher, clock } = h;
+      publisher.down = true;
+      await outbox.runInUnitOfWork(() => outbox.bus.publishAll([new Shipped(1), new Shipped(2), new Shipped(3)]));
+      await outbox.drain();
+      assert.equal(outbox.dispatcher.localQueue.size, 3);
+      const cleaned: unknown[] = [];
+      outbox.on('cleaned', (e) => cleaned.push(e));
+
+      assert.equal(await outbox.runPass('delete-local-queue-expired'), 0);
+      clock.advance(31);
+      assert.equal(await outbox.runPass('delete-local-queue-expired'), 3);
+      assert.equal(outbox.dispatcher.localQueue.size, 0);
+      assert.deepEqual(cleaned, [{ published: 0, inbox: 0, localQueue: 3 }]);
+
+      publisher.down = false;
+      assert.equal(await outbox.runPass('retry-by-database'), 3);
+      assert.equal(publisher.messages.length, 3);
+    });
+  });
+}
