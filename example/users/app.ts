@@ -1,0 +1,102 @@
+/**
+ * The users service of the MASA article (Assignment.IntegrationEventBus), in TypeScript:
+ * POST /register creates a user and publishes RegisterUserEvent in one unit of work, and the
+ * service subscribes to that event itself, logging "注册用户成功: <account>".
+ */
+import express, { type Express } from 'express';
+import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
+// In your service these come from 'dapr-outbox'.
+import { createOutbox, createSubscriptionRouter, type Logger, type Outbox, type OutboxOptions, type Publisher } from '../../src';
+import { RegisterUserEvent } from './events';
+
+export interface UsersServiceOptions {
+  sequelize: Sequelize;
+  publisher: Publisher;
+  /** APP_API_TOKEN the sidecar sends with deliveries. Default: env APP_API_TOKEN. */
+  appApiToken?: string;
+  /** Where the service's own lines go. Default: console.log. */
+  log?: (line: string) => void;
+  /** The library's logger. Default: console warnings and errors. */
+  logger?: Logger;
+  /** More outbox options (intervals, clock, ...). */
+  outbox?: Partial<OutboxOptions>;
+}
+
+export interface UsersService {
+  app: Express;
+  outbox: Outbox;
+  User: ModelStatic<Model>;
+  Notice: ModelStatic<Model>;
+  /** Stops the processors and waits for in-flight publishes; the database stays open. */
+  close(): Promise<void>;
+}
+
+const ACCOUNT = /^[A-Za-z0-9_.-]{2,32}$/;
+const MOBILE = /^\+?[0-9]{6,15}$/;
+
+/** Checks a registration; returns the problems found (empty when valid). */
+export function validateRegistration(body: unknown): string[] {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const problems: string[] = [];
+  if (typeof b.account !== 'string' || !ACCOUNT.test(b.account)) problems.push('account must be 2-32 letters, digits, _ . or -');
+  if (typeof b.mobile !== 'string' || !MOBILE.test(b.mobile)) problems.push('mobile must be 6-15 digits, optionally starting with +');
+  return problems;
+}
+
+export async function createUsersService(options: UsersServiceOptions): Promise<UsersService> {
+  const { sequelize, publisher } = options;
+  const log = options.log ?? ((line: string) => console.log(line));
+  const outbox = createOutbox({ sequelize, publisher, logger: options.logger, ...options.outbox });
+  await outbox.migrate();
+
+  const User = sequelize.define('User', {
+    account: { type: DataTypes.STRING(32), allowNull: false, unique: true },
+    mobile: { type: DataTypes.STRING(16), allowNull: false },
+  }, { tableName: 'users' });
+  // What the subscription records, so that tests and people can see each delivery's effect.
+  const Notice = sequelize.define('Notice', {
+    eventId: { type: DataTypes.STRING(64), allowNull: false, unique: true },
+    account: { type: DataTypes.STRING(32), allowNull: false },
+  }, { tableName: 'registration_notices' });
+  await User.sync();
+  await Notice.sync();
+
+  const app = express();
+  app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
+
+  // The subscriptions: GET /dapr/subscribe and the delivery route. Each delivery runs in its own
+  // transaction with the inbox, so a redelivered event has no second effect.
+  const router = createSubscriptionRouter({ outbox, appApiToken: options.appApiToken });
+  router.topic('pubsub', 'RegisterUserEvent', async (event: RegisterUserEvent, ctx) => {
+    log(`注册用户成功: ${event.account}`);
+    await Notice.create({ eventId: ctx.id, account: event.account });
+  }, { route: '/IntegrationEvent/RegisterUser' });
+  app.use(router);
+
+  app.use(express.json({ limit: '100kb' }));
+  app.use(outbox.middleware());
+
+  app.post('/register', async (req, res) => {
+    const problems = validateRegistration(req.body);
+    if (problems.length > 0) return void res.status(400).json({ error: 'invalid registration', problems });
+    const { account, mobile } = req.body as { account: string; mobile: string };
+    if (await User.findOne({ where: { account } })) return void res.status(409).json({ error: `account ${account} is taken` });
+    const user = await User.create({ account, mobile });
+    const event = new RegisterUserEvent(account, mobile);
+    await outbox.bus.publish(event);
+    res.status(201).json({ id: user.get('id'), account, eventId: event.id });
+  });
+
+  app.get('/notices', async (_req, res) => {
+    const rows = await Notice.findAll({ order: [['id', 'ASC']] });
+    res.json(rows.map((r) => ({ eventId: r.get('eventId'), account: r.get('account') })));
+  });
+
+  // A body express.json() cannot parse is the client's fault: 400, not 500.
+  app.use((err: { type?: string; status?: number; message?: string }, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+    if (err.type === 'entity.parse.failed' || err.type === 'entity.too.large') return void res.status(err.status ?? 400).json({ error: err.message });
+    next(err);
+  });
+
+  return { app, outbox, User, Notice, close: () => outbox.close() };
+}

@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import request from 'supertest';
+import { DaprPublisher, silentLogger } from '../../src';
+import { DaprEmulator } from '../../src/testing';
+import { createUsersService, type UsersService } from '../../example/users/app';
+import { createTestDb, testDialects, type TestDb } from '../support/db';
+import { run, waitUntil } from '../support/processes';
+
+const root = join(__dirname, '..', '..');
+
+async function listen(app: import('express').Express): Promise<{ server: Server; url: string }> {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+for (const kind of testDialects()) {
+  describe(`example: users service end to end (${kind})`, () => {
+    let db: TestDb;
+    let emu: DaprEmulator;
+    let svc: UsersService;
+    let server: Server;
+    const lines: string[] = [];
+
+    beforeEach(async () => {
+      lines.length = 0;
+      db = await createTestDb(kind);
+      emu = await DaprEmulator.start({ appId: 'users' });
+      svc = await createUsersService({ sequelize: db.sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), log: (l) => lines.push(l), logger: silentLogger });
+      const listening = await listen(svc.app);
+      server = listening.server;
+      await emu.attachApp({ appId: 'users', appUrl: listening.url });
+    });
+    afterEach(async () => {
+      await svc.close();
+      await emu.stop();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await db.close();
+    });
+
+    it('registers, delivers RegisterUserEvent and logs it exactly once', async () => {
+      const res = await request(server).post('/register').send({ account: 'tom', mobile: '19999999999' });
+      assert.equal(res.status, 201);
+      await svc.outbox.drain();
+      await emu.idle();
+      assert.deepEqual(lines, ['注册用户成功: tom']);
+      const notices = await request(server).get('/notices');
+      assert.deepEqual(notices.body, [{ eventId: res.body.eventId, account: 'tom' }]);
+      const delivery = emu.deliveries.find((d) => d.topic === 'RegisterUserEvent');
+      assert.equal(delivery?.outcome, 'SUCCESS');
+      assert.equal(delivery?.eventId, res.body.eventId);
+    });
+
+    it('a redelivered event is handled once (the inbox)', async () => {
+      const res = await request(server).post('/register').send({ account: 'jerry', mobile: '19999999998' });
+      await svc.outbox.drain();
+      await emu.idle();
+      // The same event published again (a retry after a lost acknowledgement looks like this).
+      const [row] = await svc.outbox.store.find([res.body.eventId]);
+      const again = new DaprPublisher({ daprPort: emu.port });
+      await again.publish(row!);
+      await again.close();
+      await emu.idle();
+      assert.equal(emu.deliveries.filter((d) => d.eventId === res.body.eventId && d.outcome === 'SUCCESS').length, 2);
+      assert.deepEqual(lines, ['注册用户成功: jerry']);
+      assert.equal(await svc.Notice.count(), 1);
+    });
+
+    for (const [name, body] of [
+      ['a missing account', { mobile: '19999999999' }],
+      ['an invalid mobile', { account: 'tom', mobile: 'call me' }],
+      ['a non-string account', { account: 42, mobile: '19999999999' }],
+    ] as const) {
+      it(`answers 400 for ${name} and writes nothing`, async () => {
+        const res = await request(server).post('/register').send(body);
+        assert.equal(res.status, 400);
+        assert.match(res.body.error, /invalid registration/);
+        assert.ok(res.body.problems.length > 0);
+        await svc.outbox.drain();
+        assert.equal(await svc.User.count(), 0);
+        assert.equal((await svc.outbox.stats()).published + (await svc.outbox.stats()).notPublished, 0);
+        assert.equal(emu.publishes.length, 0);
+      });
+    }
+
+    it('answers 400 for a body that is not JSON', async () => {
+      const res = await request(server).post('/register').set('content-type', 'application/json').send('{"account":');
+      assert.equal(res.status, 400);
+      assert.equal(await svc.User.count(), 0);
+    });
+
+    it('GET /health answers', async () => {
+      assert.deepEqual((await request(server).get('/health')).body, { status: 'ok' });
+    });
+  });
+}
+
+describe('example: two processes', () => {
+  it('a registration in the users service reaches the notifications service in another process', async function () {
+    const db = await createTestDb('sqlite');
+    const notifDir = await createTestDb('sqlite');
+    const notifications = run(process.execPath, ['--import', 'tsx', join(root, 'example/notifications/main.ts')], {
+      env: { PORT: '0', DATABASE_URL: notifDir.url },
+    });
+    let emulator: ReturnType<typeof run> | undefined;
+    let svc: UsersService | undefined;
+    try {
+      const [, notifUrl] = await notifications.waitFor(/listening on (http:\/\/\S+)/);
+      emulator = run(process.execPath, ['--import', 'tsx', join(root, 'src/testing/cli.ts'), '--port', '0', '--app-id', 'users', '--attach', `notifications=${notifUrl}`]);
+      const [sidecarPort] = (await emulator.waitFor(/127\.0\.0\.1:(\d+)/)).slice(1);
+      svc = await createUsersService({ sequelize: db.sequelize, publisher: new DaprPublisher({ daprPort: sidecarPort }), log: () => {}, logger: silentLogger });
+      const account = `u${randomBytes(3).toString('hex')}`;
+      const res = await request(svc.app).post('/register').send({ account, mobile: '13800000000' });
+      assert.equal(res.status, 201);
+      await svc.outbox.drain();
+      await waitUntil(async () => (await fetch(`${notifUrl}/welcomes`).then((r) => r.json()) as unknown[]).length > 0, 'the welcome message');
+      const welcomes = await fetch(`${notifUrl}/welcomes`).then((r) => r.json());
+      assert.deepEqual(welcomes, [{ eventId: res.body.eventId, account }]);
+      assert.match(notifications.output(), new RegExp(`welcome message sent to ${account}`));
+    } finally {
+      await svc?.close();
+      await emulator?.stop();
+      await notifications.stop();
+      await db.close();
+      await notifDir.close();
+    }
+  });
+});
+
+describe('example: the README\'s main-job command', () => {
+  it('`npm start` serves on embedded defaults: a registration is delivered and logged', async () => {
+    const child = run('npm', ['start', '--silent'], { cwd: root, env: { PORT: '0', DATABASE_URL: '', DAPR_HTTP_PORT: '' } });
+    try {
+      const [, url] = await child.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/, 120_000);
+      assert.match(child.output(), /try: curl -X POST http:\/\/127\.0\.0\.1:\d+\/register/);
+      const account = `r${randomBytes(4).toString('hex')}`;
+      const res = await fetch(`${url}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ account, mobile: '19999999999' }) });
+      assert.equal(res.status, 201);
+      await child.waitFor(new RegExp(`注册用户成功: ${account}`));
+    } finally {
+      await child.stop('SIGTERM');
+    }
+    assert.match(child.output(), /SIGTERM: shutting down/);
+  });
+});
