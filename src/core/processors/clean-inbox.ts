@@ -1,5 +1,5 @@
 import type { ProcessorContext } from './context';
-import { breather } from './delete-published-expired';
+import { deleteInBatches } from './batch-delete';
 import { ProcessorError, safeEmit } from './pass';
 
 /**
@@ -13,18 +13,8 @@ export async function cleanInbox(ctx: Pick<ProcessorContext, 'inbox' | 'clock' |
   if (!inbox) return 0;
   const before = clock.now() - tuning.inboxExpireTime * 1000;
   const limit = tuning.deleteBatchCount;
-  let total = 0;
-  try {
-    for (;;) {
-      const deleted = await inbox.deleteOlderThan(before, limit);
-      total += deleted;
-      if (deleted < limit || halted()) break;
-      await breather();
-    }
-  } catch (err) {
-    throw new ProcessorError('clean-inbox', 'could not delete expired inbox entries', err, { batchSize: limit, before, deletedSoFar: total });
-  } finally {
-    if (total > 0) safeEmit(ctx, 'cleaned', { published: 0, inbox: total, localQueue: 0 });
-  }
+  const { total, error } = await deleteInBatches((n) => inbox.deleteOlderThan(before, n), limit, halted);
+  if (total > 0) safeEmit(ctx, 'cleaned', { published: 0, inbox: total, localQueue: 0 });
+  if (error) throw new ProcessorError('clean-inbox', 'could not delete expired inbox entries', error, { batchSize: limit, before, deletedSoFar: total });
   return total;
 }

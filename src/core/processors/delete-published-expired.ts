@@ -1,4 +1,5 @@
 import type { ProcessorContext } from './context';
+import { deleteInBatches } from './batch-delete';
 import { ProcessorError, safeEmit } from './pass';
 
 /**
@@ -12,23 +13,8 @@ export async function deletePublishedExpired(ctx: Pick<ProcessorContext, 'store'
   const { store, clock, tuning } = ctx;
   const before = clock.now() - tuning.publishedExpireTime * 1000;
   const limit = tuning.deleteBatchCount;
-  let total = 0;
-  try {
-    for (;;) {
-      const deleted = await store.deletePublished(before, limit);
-      total += deleted;
-      if (deleted < limit || halted()) break;
-      await breather();
-    }
-  } catch (err) {
-    throw new ProcessorError('delete-published-expired', 'could not delete expired published rows', err, { batchSize: limit, before, deletedSoFar: total });
-  } finally {
-    if (total > 0) safeEmit(ctx, 'cleaned', { published: total, inbox: 0, localQueue: 0 });
-  }
+  const { total, error } = await deleteInBatches((n) => store.deletePublished(before, n), limit, halted);
+  if (total > 0) safeEmit(ctx, 'cleaned', { published: total, inbox: 0, localQueue: 0 });
+  if (error) throw new ProcessorError('delete-published-expired', 'could not delete expired published rows', error, { batchSize: limit, before, deletedSoFar: total });
   return total;
-}
-
-/** Lets requests waiting for a connection or the SQLite write gate go between two batches. */
-export function breather(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
