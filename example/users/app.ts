@@ -70,7 +70,11 @@ export async function createUsersService(options: UsersServiceOptions): Promise<
   router.topic('pubsub', 'RegisterUserEvent', async (event: RegisterUserEvent, ctx) => {
     log(`注册用户成功: ${event.account}`);
     await Notice.create({ eventId: ctx.id, account: event.account });
-  }, { route: '/IntegrationEvent/RegisterUser' });
+  }, {
+    route: '/IntegrationEvent/RegisterUser',
+    // An event that could never be handled is dropped (DROP), not retried forever.
+    validate: (event) => validateRegistration(event).length === 0,
+  });
   app.use(router);
 
   app.use(express.json({ limit: '100kb' }));

@@ -116,14 +116,20 @@ export class UnitOfWork {
   }
 }
 
-/** Whether a COMMIT that reported an error did commit: its first event's row is visible. False when unknown. */
+/**
+ * Whether a COMMIT that reported an error did commit: its first event's row is visible. A few
+ * tries, since the connection the check gets may have died with the first one. False when unknown.
+ */
 async function committedAnyway(store: OutboxStore, events: readonly OutboxMessage[]): Promise<boolean> {
   if (events.length === 0) return false;
-  try {
-    return (await store.find([events[0]!.id])).length > 0;
-  } catch {
-    return false;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return (await store.find([events[0]!.id])).length > 0;
+    } catch {
+      // The pool drops a dead connection when a query on it fails; the next try gets another.
+    }
   }
+  return false;
 }
 
 /** Opens a unit of work through the transaction port. */
