@@ -45,20 +45,32 @@ export class RetryByDatabase {
     private readonly halted: () => boolean,
   ) {}
 
-  /** One pass. Returns how many rows it claimed (published or failed). */
+  /**
+   * One pass. Returns how many rows it claimed (published or failed).
+   *
+   * A batch's Published mark is written while the next batch is claimed and published, so the
+   * mark's database time does not add to the drain time (the relay drain benchmark measured the
+   * marks at about a fifth of it on MariaDB). The pass waits for every mark before it ends.
+   */
   async pass(): Promise<number> {
     const { tuning } = this.ctx;
     // Rows a failed write left behind: marking them before their lease runs out saves a second publish.
     if (this.held.size > 0) await this.settle();
+    const marks: Promise<void>[] = [];
     let claimed = 0;
-    do {
-      const batch = await this.claim(tuning.retryBatchSize);
-      if (batch.length === 0) break;
-      claimed += batch.length;
-      const { published, transient } = await this.relay(batch);
-      if (batch.length < tuning.retryBatchSize) break;
-      if (published === 0 && transient > 0) break;
-    } while (!this.halted());
+    try {
+      do {
+        const batch = await this.claim(tuning.retryBatchSize);
+        if (batch.length === 0) break;
+        claimed += batch.length;
+        const { published, transient, mark } = await this.relay(batch);
+        marks.push(mark);
+        if (batch.length < tuning.retryBatchSize) break;
+        if (published === 0 && transient > 0) break; // the broker is down: no point in hammering it
+      } while (!this.halted());
+    } finally {
+      await Promise.all(marks);
+    }
     return claimed;
   }
 
@@ -107,7 +119,8 @@ export class RetryByDatabase {
     return rows;
   }
 
-  private async relay(batch: readonly OutboxRecord[]): Promise<{ published: number; transient: number }> {
+  /** Publishes a claimed batch and records its failures; `mark` settles once its Published mark is written. */
+  private async relay(batch: readonly OutboxRecord[]): Promise<{ published: number; transient: number; mark: Promise<void> }> {
     const { ctx } = this;
     const { tuning } = ctx;
     try {
@@ -122,7 +135,8 @@ export class RetryByDatabase {
       const outcome = await sendMessages(ctx.publisher, sendable, { bulk: tuning.bulk, batchSize: tuning.batchSize });
       failures.push(...outcome.failed);
 
-      if (outcome.published.length > 0) await this.markPublished(outcome.published.map((m) => m.id));
+      // markPublished never rejects (a failed mark is reported and settled later).
+      const mark = outcome.published.length > 0 ? this.markPublished(outcome.published.map((m) => m.id)) : Promise.resolve();
       let transient = 0;
       if (failures.length > 0) {
         for (const { message, error } of failures) {
@@ -137,7 +151,7 @@ export class RetryByDatabase {
         );
         for (const { message } of failures) this.held.delete(message.id);
       }
-      return { published: outcome.published.length, transient };
+      return { published: outcome.published.length, transient, mark };
     } finally {
       await this.releaseUnsettled(batch);
     }

@@ -1,0 +1,96 @@
+/**
+ * Where figure 3's drain time goes, and what overlapping the phases would give. Not part of
+ * `npm run bench`; run it by hand: `npx tsx bench/diagnose-relay.ts [rows]` (MariaDB).
+ *
+ * 1. Per statement: the retry pass on a backlog, with Sequelize's own timing of every statement
+ *    (START TRANSACTION, the SELECT ... FOR UPDATE SKIP LOCKED, the claim and mark UPDATEs, COMMIT).
+ * 2. The same store calls in two loops: one after the other as the pass runs them (claim,
+ *    publish, mark), and pipelined (the next claim runs while this batch is published; the mark
+ *    is not waited for), for claims of 100 and 1,000 rows.
+ */
+import { createOutbox, DaprPublisher, silentLogger } from '../src';
+import { sendMessages } from '../src/core/send';
+import { createBenchDb } from './support/db';
+import { EmulatorProcess } from './support/emulator';
+import { countPublished, pendingRowsSql } from './support/rows';
+
+const TABLE = 'integration_event_log';
+
+async function main(): Promise<void> {
+  const n = Number(process.argv[2] ?? 30_000);
+  const statements: Record<string, { n: number; ms: number }> = {};
+  let recording = false;
+  const db = await createBenchDb('mysql', {
+    benchmark: true,
+    logging: (sql: string, ms?: number) => {
+      if (!recording) return;
+      const key = sql.replace(/^Executed \([^)]*\): /, '').slice(0, 45);
+      const s = (statements[key] ??= { n: 0, ms: 0 });
+      s.n++;
+      s.ms += ms ?? 0;
+    },
+  });
+  const emu = await EmulatorProcess.start('users');
+  try {
+    for (const retryBatchSize of [100, 1000]) {
+      const o = createOutbox({ sequelize: db.sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), logger: silentLogger, retryBatchSize });
+      await o.migrate();
+      const rows = pendingRowsSql(db.sequelize, TABLE, n);
+      const reset = async () => {
+        await db.sequelize.query(`TRUNCATE TABLE ${TABLE}`);
+        for (const sql of rows) await db.sequelize.query(sql);
+        await emu.clearRecords();
+      };
+
+      await reset();
+      for (const k of Object.keys(statements)) delete statements[k];
+      recording = true;
+      let t0 = performance.now();
+      while ((await o.runPass('retry-by-database')) > 0);
+      const passRate = n / ((performance.now() - t0) / 1000);
+      recording = false;
+      console.log(`\nclaim ${retryBatchSize}: the pass drains ${passRate.toFixed(0)} events/s; per statement (ms, with the wait for the event loop):`);
+      for (const [sql, s] of Object.entries(statements)) {
+        console.log(`  ${sql.padEnd(46)} x${String(s.n).padStart(5)}  avg ${(s.ms / s.n).toFixed(2)}  total ${s.ms.toFixed(0)}`);
+      }
+
+      for (const mode of ['one after the other', 'pipelined'] as const) {
+        await reset();
+        const claim = () => {
+          const now = Date.now();
+          return o.store.claimDue(retryBatchSize, now, o.owner, now + 30_000);
+        };
+        const send = (batch: Awaited<ReturnType<typeof claim>>) => sendMessages(o.publisher, batch, { bulk: true, batchSize: 100 });
+        t0 = performance.now();
+        if (mode === 'one after the other') {
+          for (let batch = await claim(); batch.length > 0; batch = await claim()) {
+            const out = await send(batch);
+            await o.store.markPublished(out.published.map((m) => m.id), Date.now());
+          }
+        } else {
+          const marks: Promise<void>[] = [];
+          let next = claim();
+          for (let batch = await next; batch.length > 0; batch = await next) {
+            next = claim();
+            const out = await send(batch);
+            marks.push(o.store.markPublished(out.published.map((m) => m.id), Date.now()));
+            if (marks.length > 2) await marks.shift();
+          }
+          await Promise.all(marks);
+        }
+        const rate = n / ((performance.now() - t0) / 1000);
+        const c = await countPublished(db.sequelize, TABLE);
+        console.log(`  ${mode}: ${rate.toFixed(0)} events/s (${c.published} of ${n} published)`);
+      }
+      await o.close();
+    }
+  } finally {
+    await emu.stop();
+    await db.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,70 @@
+/**
+ * The services under load: the article's POST /register with the outbox (one event per request,
+ * published on commit), and the same handler without events (a bare transaction).
+ */
+import express, { type Express } from 'express';
+import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
+import { createOutbox, IntegrationEvent, silentLogger, type Outbox, type OutboxOptions, type Publisher } from '../../src';
+import { inTransaction } from '../../src/adapters/sequelize/dialect';
+
+export class RegisterUserEvent extends IntegrationEvent {
+  constructor(
+    public account: string,
+    public mobile: string,
+  ) {
+    super();
+  }
+}
+
+export function defineUser(sequelize: Sequelize): ModelStatic<Model> {
+  return sequelize.define('BenchUser', { account: { type: DataTypes.STRING(64), allowNull: false, unique: true }, mobile: { type: DataTypes.STRING(16), allowNull: false } }, { tableName: 'bench_users', timestamps: false });
+}
+
+export interface RegisterService {
+  app: Express;
+  outbox: Outbox;
+  User: ModelStatic<Model>;
+}
+
+/** POST /register: creates the user and publishes RegisterUserEvent in the request's unit of work. */
+export async function outboxService(sequelize: Sequelize, publisher: Publisher, options: Partial<OutboxOptions> = {}): Promise<RegisterService> {
+  const outbox = createOutbox({ sequelize, publisher, logger: silentLogger, ...options });
+  await outbox.migrate();
+  const User = defineUser(sequelize);
+  await User.sync();
+  const app = express();
+  app.use(express.json());
+  app.use(outbox.middleware());
+  app.post('/register', async (req, res) => {
+    const { account, mobile } = req.body as { account: string; mobile: string };
+    await User.create({ account, mobile });
+    await outbox.bus.publish(new RegisterUserEvent(account, mobile));
+    res.status(201).json({ ok: true });
+  });
+  return { app, outbox, User };
+}
+
+/**
+ * The same handler with no outbox: the user is created in a transaction of its own. The
+ * transaction goes through the library's SQLite write gate as the outbox's does (without it, 32
+ * concurrent SQLite transactions fail with SQLITE_BUSY); on MariaDB it is a plain transaction.
+ */
+export async function bareService(sequelize: Sequelize): Promise<Express> {
+  const User = defineUser(sequelize);
+  await User.sync();
+  const app = express();
+  app.use(express.json());
+  app.post('/register', async (req, res) => {
+    const { account, mobile } = req.body as { account: string; mobile: string };
+    await inTransaction(sequelize, (transaction) => User.create({ account, mobile }, { transaction }));
+    res.status(201).json({ ok: true });
+  });
+  return app;
+}
+
+let accounts = 0;
+/** A registration body with an account never used before in this process. */
+export function registration(): string {
+  accounts++;
+  return `{"account":"u${process.pid}-${accounts}","mobile":"13800000000"}`;
+}
