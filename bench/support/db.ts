@@ -3,11 +3,8 @@
  * database (CREATE DATABASE b_xxx, dropped at the end) or a new SQLite file. Every one opened is
  * registered, so that run.ts can drop what a crashed figure left behind.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { QueryTypes, Sequelize, type Options } from 'sequelize';
+import { createTestDb } from '../../test/support/db';
 
 export type DbKind = 'mysql' | 'sqlite';
 
@@ -45,53 +42,9 @@ function tracked(db: BenchDb, close: () => Promise<void>): () => Promise<void> {
 export const POOL_MAX = 10;
 
 export async function createBenchDb(kind: DbKind, options: Options = {}): Promise<BenchDb> {
-  const pools: Sequelize[] = [];
-  let db: BenchDb;
-  if (kind === 'sqlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'dapr-outbox-bench-'));
-    const storage = join(dir, 'bench.db');
-    const make = (o: Options = {}) => new Sequelize({ dialect: 'sqlite', storage, logging: false, ...options, ...o });
-    const sequelize = make();
-    db = {
-      kind,
-      sequelize,
-      url: `sqlite:${storage}`,
-      another(o) {
-        const s = make(o);
-        pools.push(s);
-        return s;
-      },
-      close: async () => {},
-    };
-    db.close = tracked(db, async () => {
-      for (const s of pools) await s.close().catch(() => {});
-      await sequelize.close().catch(() => {});
-      rmSync(dir, { recursive: true, force: true });
-    });
-  } else {
-    const name = `b_${randomBytes(5).toString('hex')}`;
-    await adminQuery(`CREATE DATABASE \`${name}\``);
-    const url = new URL(MYSQL_URL);
-    url.pathname = `/${name}`;
-    const make = (o: Options = {}) => new Sequelize(url.toString(), { logging: false, pool: { max: POOL_MAX }, ...options, ...o });
-    const sequelize = make();
-    db = {
-      kind,
-      sequelize,
-      url: url.toString(),
-      another(o) {
-        const s = make(o);
-        pools.push(s);
-        return s;
-      },
-      close: async () => {},
-    };
-    db.close = tracked(db, async () => {
-      for (const s of pools) await s.close().catch(() => {});
-      await sequelize.close().catch(() => {});
-      await adminQuery(`DROP DATABASE IF EXISTS \`${name}\``);
-    });
-  }
+  const made = await createTestDb(kind, { pool: { max: POOL_MAX }, ...options }, { mysqlUrl: MYSQL_URL, prefix: 'b_' });
+  const db: BenchDb = { ...made, close: async () => {} };
+  db.close = tracked(db, () => made.close().catch(() => {}));
   open.add(db);
   return db;
 }
@@ -100,15 +53,6 @@ export async function createBenchDb(kind: DbKind, options: Options = {}): Promis
 export async function closeAllDbs(): Promise<void> {
   for (const db of [...open]) await db.close().catch(() => {});
   await Promise.all([...closing].map((p) => p.catch(() => {})));
-}
-
-async function adminQuery(sql: string): Promise<void> {
-  const admin = new Sequelize(MYSQL_URL, { logging: false });
-  try {
-    await admin.query(sql);
-  } finally {
-    await admin.close();
-  }
 }
 
 /** The server's version string, or null when MariaDB is not reachable. */

@@ -21,47 +21,45 @@ export interface TestDb {
   close(): Promise<void>;
 }
 
+/** Where createTestDb makes MariaDB databases, and how it names them. */
+export interface TestDbSettings {
+  /** Server URL (its database is only used to connect). Default: env TEST_MYSQL_URL. */
+  mysqlUrl?: string;
+  /** Prefix of the database names. Default 't_'. */
+  prefix?: string;
+}
+
 /**
  * A clean database for one test file (or one test): a fresh SQLite file, or a fresh MariaDB
  * database created for it and dropped at close.
  */
-export async function createTestDb(kind: DbKind, options: Options = {}): Promise<TestDb> {
-  const extra: Sequelize[] = [];
+export async function createTestDb(kind: DbKind, options: Options = {}, settings: TestDbSettings = {}): Promise<TestDb> {
+  let url: string;
+  let make: (o?: Options) => Sequelize;
+  let drop: () => Promise<void>;
   if (kind === 'sqlite') {
     const dir = mkdtempSync(join(tmpdir(), 'dapr-outbox-test-'));
     const storage = join(dir, 'test.db');
-    const make = (o: Options = {}) => new Sequelize({ dialect: 'sqlite', storage, logging: false, ...options, ...o });
-    const sequelize = make();
-    return {
-      kind,
-      sequelize,
-      url: `sqlite:${storage}`,
-      another(o) {
-        const s = make(o);
-        extra.push(s);
-        return s;
-      },
-      async close() {
-        for (const s of extra) await s.close();
-        await sequelize.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    url = `sqlite:${storage}`;
+    make = (o = {}) => new Sequelize({ dialect: 'sqlite', storage, logging: false, ...options, ...o });
+    drop = async () => rmSync(dir, { recursive: true, force: true });
+  } else {
+    const base = settings.mysqlUrl ?? process.env.TEST_MYSQL_URL;
+    if (!base) throw new Error('TEST_MYSQL_URL is not set');
+    const name = `${settings.prefix ?? 't_'}${randomBytes(5).toString('hex')}`;
+    await adminQuery(base, `CREATE DATABASE \`${name}\``);
+    const server = new URL(base);
+    server.pathname = `/${name}`;
+    url = server.toString();
+    make = (o = {}) => new Sequelize(url, { logging: false, pool: { max: 10 }, ...options, ...o });
+    drop = () => adminQuery(base, `DROP DATABASE IF EXISTS \`${name}\``);
   }
-  const base = process.env.TEST_MYSQL_URL;
-  if (!base) throw new Error('TEST_MYSQL_URL is not set');
-  const name = `t_${randomBytes(5).toString('hex')}`;
-  const admin = new Sequelize(base, { logging: false });
-  await admin.query(`CREATE DATABASE \`${name}\``);
-  await admin.close();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  const make = (o: Options = {}) => new Sequelize(url.toString(), { logging: false, pool: { max: 10 }, ...options, ...o });
   const sequelize = make();
+  const extra: Sequelize[] = [];
   return {
     kind,
     sequelize,
-    url: url.toString(),
+    url,
     another(o) {
       const s = make(o);
       extra.push(s);
@@ -70,9 +68,16 @@ export async function createTestDb(kind: DbKind, options: Options = {}): Promise
     async close() {
       for (const s of extra) await s.close();
       await sequelize.close();
-      const dropper = new Sequelize(base, { logging: false });
-      await dropper.query(`DROP DATABASE IF EXISTS \`${name}\``);
-      await dropper.close();
+      await drop();
     },
   };
+}
+
+async function adminQuery(serverUrl: string, sql: string): Promise<void> {
+  const admin = new Sequelize(serverUrl, { logging: false });
+  try {
+    await admin.query(sql);
+  } finally {
+    await admin.close();
+  }
 }
