@@ -4,21 +4,14 @@
  * registered, so that run.ts can drop what a crashed figure left behind.
  */
 import { QueryTypes, Sequelize, type Options } from 'sequelize';
-import { createTestDb } from '../../test/support/db';
+import { createTestDb, type DbKind, type TestDb } from '../../test/support/db';
 
-export type DbKind = 'mysql' | 'sqlite';
+export type { DbKind };
 
 export const MYSQL_URL = process.env.BENCH_MYSQL_URL ?? process.env.TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 
-export interface BenchDb {
-  kind: DbKind;
-  sequelize: Sequelize;
-  /** A URL another process can use to reach the same database. */
-  url: string;
-  /** One more connection pool on the same database (another "instance" of the service). */
-  another(options?: Options): Sequelize;
-  close(): Promise<void>;
-}
+/** A test database (see test/support/db.ts) whose close() is idempotent and tracked. */
+export type BenchDb = TestDb;
 
 const open = new Set<BenchDb>();
 /** Closes under way, so that a cleanup on a signal waits for them instead of cutting a DROP short. */

@@ -4,17 +4,11 @@
  */
 import express, { type Express } from 'express';
 import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
-import { createOutbox, IntegrationEvent, silentLogger, type Outbox, type OutboxOptions, type Publisher } from '../../src';
+import { RegisterUserEvent } from '../../example/users/events';
+import { createOutbox, silentLogger, type Outbox, type OutboxOptions, type Publisher } from '../../src';
 import { inTransaction } from '../../src/adapters/sequelize/dialect';
 
-export class RegisterUserEvent extends IntegrationEvent {
-  constructor(
-    public account: string,
-    public mobile: string,
-  ) {
-    super();
-  }
-}
+export { RegisterUserEvent };
 
 export function defineUser(sequelize: Sequelize): ModelStatic<Model> {
   return sequelize.define('BenchUser', { account: { type: DataTypes.STRING(64), allowNull: false, unique: true }, mobile: { type: DataTypes.STRING(16), allowNull: false } }, { tableName: 'bench_users', timestamps: false });
