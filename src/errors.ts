@@ -63,15 +63,24 @@ export class PublishError extends OutboxError {
   }
 }
 
-/** The unit of work could not be committed; the request's writes and events were discarded. */
+/**
+ * A unit of work could not begin, write or commit (its writes and events were discarded), or it
+ * was used after it completed. `status` is the HTTP status a request should get for it (Express's
+ * error handler reads it): 503 when the database's write lock could not be had in time, else 500.
+ */
 export class UnitOfWorkError extends OutboxError {
-  readonly phase: 'begin' | 'flush' | 'commit' | 'rollback';
-  constructor(phase: 'begin' | 'flush' | 'commit' | 'rollback', cause: unknown) {
+  readonly phase: UnitOfWorkPhase;
+  readonly status: number;
+  constructor(phase: UnitOfWorkPhase, cause: unknown, fields: { status?: number } = {}) {
     super(`unit of work failed during ${phase}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.name = 'UnitOfWorkError';
     this.phase = phase;
+    this.status = fields.status ?? 500;
   }
 }
+
+/** Where a unit of work failed: opening it, writing its events, committing, or publishing after it completed. */
+export type UnitOfWorkPhase = 'begin' | 'flush' | 'commit' | 'publish';
 
 /**
  * Thrown by a subscription handler (or its validation hook) for a message that can never be

@@ -22,8 +22,9 @@ export { EventState, type OutboxStore, type OutboxRecord, type OutboxStats, type
 export type { InboxStore } from './ports/inbox-store';
 export type { TransactionPort } from './ports/transactions';
 export { OutboxError, OutboxConfigError, EventValidationError, PublishError, UnitOfWorkError, DropError } from './errors';
-export { createSubscriptionRouter, type SubscriptionRouter } from './http/router/subscription-router';
-export { ROUTER_DEFAULTS, type SubscriptionRouterOptions, type RouterOutbox } from './http/router/router-options';
+export { createSubscriptionRouter, type SubscriptionRouterOptions } from './subscriptions';
+export type { SubscriptionRouter } from './http/router/subscription-router';
+export { ROUTER_DEFAULTS, type RouterOutbox } from './http/router/router-options';
 export type { CloudEvent, DeliveryContext, TopicHandler, TopicOptions, TopicRule, TopicValidator, DaprSubscription } from './http/router/types';
 export type { DaprStatus, BulkEntryStatus } from './http/router/statuses';
 export { ProcessorError, PROCESSOR_NAMES, cronExpressionFor, type ProcessorName, type Schedule } from './core/processors';

@@ -7,7 +7,7 @@ import { DEFAULT_TABLE_NAMES, runMigrations, type TableNames } from './adapters/
 import { SequelizeOutboxStore } from './adapters/sequelize/outbox-store';
 import { SequelizeInboxStore } from './adapters/sequelize/inbox-store';
 import { SequelizeTransactions } from './adapters/sequelize/transactions';
-import { prepareConnection } from './adapters/sequelize/dialect';
+import { prepareConnection, refuseSqliteMemory, setWriteWait } from './adapters/sequelize/write-gate';
 import { unitOfWorkErrorHandler, unitOfWorkMiddleware, type UnitOfWorkMiddlewareOptions } from './http/unit-of-work-middleware';
 
 /** Options of `createOutbox()`. Durations are in seconds; see OutboxTuning for each default. */
@@ -18,6 +18,11 @@ export interface OutboxOptions extends EngineOptions {
   publisher: Publisher;
   /** Table names. Default: integration_event_log, integration_event_inbox, dapr_outbox_migrations. */
   tables?: Partial<TableNames>;
+  /**
+   * SQLite only: how long a transaction waits for the database's single writer slot, seconds.
+   * A request that waits longer fails with UnitOfWorkError, status 503. Default 10.
+   */
+  writeLockWait?: number;
 }
 
 /**
@@ -79,6 +84,13 @@ export function createOutbox(options: OutboxOptions): Outbox {
   }
   if (!publisher || typeof (publisher as { publish?: unknown }).publish !== 'function') {
     throw new OutboxConfigError('publisher', publisher === undefined ? undefined : typeof publisher, 'must implement Publisher (a publish(message) method)');
+  }
+  refuseSqliteMemory(sequelize);
+  if (options.writeLockWait !== undefined) {
+    if (typeof options.writeLockWait !== 'number' || !Number.isFinite(options.writeLockWait) || options.writeLockWait <= 0) {
+      throw new OutboxConfigError('writeLockWait', options.writeLockWait, 'must be a number of seconds > 0');
+    }
+    setWriteWait(sequelize, options.writeLockWait * 1000);
   }
   const tables: TableNames = { ...DEFAULT_TABLE_NAMES, ...(options.tables ?? {}) };
   for (const [key, name] of Object.entries(tables)) {

@@ -6,7 +6,7 @@ import express, { type Express } from 'express';
 import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import { RegisterUserEvent } from '../../example/users/events';
 import { createOutbox, silentLogger, type Outbox, type OutboxOptions, type Publisher } from '../../src';
-import { inTransaction } from '../../src/adapters/sequelize/dialect';
+import { inTransaction } from '../../src/adapters/sequelize/transactions';
 
 export { RegisterUserEvent };
 

@@ -16,13 +16,16 @@ export interface BusDeps {
 }
 
 /**
- * Publishes integration events through the outbox. An event is never published without its row:
+ * Publishes integration events through the outbox. An event is never published without its row,
+ * and it joins the innermost transaction in force:
  *
- * - inside a unit of work (the middleware's request, or `outbox.runInUnitOfWork`), it is buffered
- *   and written with the unit of work's commit;
- * - with a transaction (passed as `{ transaction }`, or the ambient one of a managed Sequelize
- *   transaction), it is written in it at once and dispatched after it commits;
- * - otherwise it is written in a transaction of its own and then dispatched.
+ * - a transaction passed as `{ transaction }`, or the ambient one of a managed Sequelize
+ *   transaction opened inside the request: written in it at once, dispatched after it commits
+ *   (and never when it rolls back);
+ * - otherwise the unit of work (the middleware's request, or `outbox.runInUnitOfWork`): buffered
+ *   and written with its commit. Once that unit of work is committing or committed, publish()
+ *   throws UnitOfWorkError (phase 'publish');
+ * - otherwise a transaction of its own, then dispatched.
  *
  * ```ts
  * await outbox.bus.publish(new RegisterUserEvent(account, mobile));
@@ -43,11 +46,11 @@ export class IntegrationEventBus {
     const defaults = { pubsubName: tuning.pubsubName, maxEventBytes: tuning.maxEventBytes, now };
     const messages = events.map((e) => toOutboxMessage(e, defaults, options, uow?.trace));
     if (messages.length === 0) return;
-    if (uow?.isOpen && (options.transaction === undefined || options.transaction === uow.transaction)) {
+    const tx = options.transaction ?? transactions.current();
+    if (uow && (tx === undefined || tx === uow.transaction)) {
       for (const m of messages) uow.add(m);
       return;
     }
-    const tx = options.transaction ?? transactions.current();
     const leaseUntil = now + tuning.leaseTime * 1000;
     if (tx) {
       await store.insert(messages, tx, owner, leaseUntil);

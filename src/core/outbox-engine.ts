@@ -11,7 +11,7 @@ import { OutboxEmitter } from './events';
 import { consoleLogger, type Logger } from './logger';
 import { resolveTuning, type OutboxTuning, type ResolvedTuning } from './options';
 import { createProcessors, type ProcessorName, type Processors } from './processors';
-import { beginUnitOfWork, type UnitOfWork, type UnitOfWorkDeps } from './unit-of-work';
+import { beginUnitOfWork, currentUnitOfWork, type UnitOfWork, type UnitOfWorkDeps } from './unit-of-work';
 
 export interface EngineOptions extends OutboxTuning {
   /** Time source; tests inject one. Default: the system clock. */
@@ -45,7 +45,8 @@ export class OutboxEngine extends OutboxEmitter {
   readonly store: OutboxStore;
   readonly inbox: InboxStore | undefined;
   readonly publisher: Publisher;
-  protected readonly transactions: TransactionPort;
+  /** The transactions the engine runs on (the subscription router runs its deliveries through them too). */
+  readonly transactions: TransactionPort;
   private readonly processors: Processors;
   private readonly uowDeps: UnitOfWorkDeps;
   private closed = false;
@@ -107,7 +108,9 @@ export class OutboxEngine extends OutboxEmitter {
 
   /**
    * Runs `fn` in a unit of work outside HTTP (a job, a script): commits when it resolves, rolls
-   * back when it throws.
+   * back when it throws. Called inside an open unit of work (a request, or another
+   * `runInUnitOfWork`), it joins that one: its writes and events commit with the outer unit of
+   * work, and an error it throws marks the outer one rollback-only.
    *
    * ```ts
    * await outbox.runInUnitOfWork(async () => {
@@ -117,6 +120,15 @@ export class OutboxEngine extends OutboxEmitter {
    * ```
    */
   async runInUnitOfWork<T>(fn: (uow: UnitOfWork) => Promise<T> | T): Promise<T> {
+    const outer = currentUnitOfWork();
+    if (outer?.isOpen) {
+      try {
+        return await fn(outer);
+      } catch (err) {
+        outer.markRollbackOnly(err);
+        throw err;
+      }
+    }
     const uow = await this.beginUnitOfWork();
     let result: T;
     try {

@@ -23,6 +23,14 @@ export function currentUnitOfWork(): UnitOfWork | undefined {
 }
 
 /**
+ * Runs `fn` outside any unit of work and with no ambient transaction: what it writes, and the
+ * events it publishes, go in transactions of their own.
+ */
+export function outsideUnitOfWork<T>(transactions: TransactionPort, fn: () => T): T {
+  return current.run(undefined as unknown as UnitOfWork, () => transactions.detached(fn));
+}
+
+/**
  * One database transaction plus the integration events published in it. Events are buffered
  * (no I/O) and written in one multi-row INSERT just before COMMIT; they are dispatched only once
  * COMMIT succeeded, and discarded on rollback.
@@ -52,8 +60,21 @@ export class UnitOfWork {
     return this.buffer;
   }
 
+  /**
+   * Buffers an event for the commit. A unit of work that is completing or completed takes no more
+   * events: its transaction is committed (or being committed), so the event could not be written
+   * with it.
+   */
   add(message: OutboxMessage): void {
-    if (this.status !== 'open') throw new UnitOfWorkError('flush', new Error(`the unit of work is already ${this.status}; publish inside the request or pass a transaction`));
+    if (this.status !== 'open') {
+      throw new UnitOfWorkError(
+        'publish',
+        new Error(
+          `the unit of work is already ${this.status === 'completing' ? 'committing' : this.status}, so event ${message.id} cannot join it. ` +
+            'Publish before the response is sent, or publish work done after the response from outbox.runInUnitOfWork()',
+        ),
+      );
+    }
     this.buffer.push(message);
   }
 

@@ -1,17 +1,29 @@
 /**
- * The transaction port: how the core opens, binds and ends database transactions without
- * knowing the ORM. The Sequelize adapter implements it.
+ * The transaction port: how the core and the subscription router open, bind and end database
+ * transactions without knowing the ORM. The Sequelize adapter implements it.
  */
 import type { StoreTransaction } from './outbox-store';
 
 export interface TransactionPort {
-  /** Opens a transaction for a unit of work. */
+  /**
+   * Opens a transaction for a unit of work. It may begin lazily (at its first query), so that a
+   * unit of work that never touches the database costs nothing.
+   */
   begin(): Promise<StoreTransaction>;
+  /** Commits. Rejects when the database did not commit (the transaction is then finished). */
   commit(tx: StoreTransaction): Promise<void>;
+  /** Rolls back; a finished transaction is left alone. */
   rollback(tx: StoreTransaction): Promise<void>;
+  /**
+   * Runs `fn` in a new transaction of its own, ambient for ORM calls inside `fn`: commits when it
+   * resolves, rolls back when it rejects (and rejects with its error).
+   */
+  run<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T>;
   /** Runs `fn` with `tx` as the ambient transaction that ORM calls join on their own. */
   bind<T>(tx: StoreTransaction, fn: () => T): T;
-  /** The ambient transaction of the current async context (one the application opened), if any. */
+  /** Runs `fn` with no ambient transaction: ORM calls inside it run on their own. */
+  detached<T>(fn: () => T): T;
+  /** The ambient transaction of the current async context, if any. */
   current(): StoreTransaction | undefined;
   /** Runs `fn` once `tx` has committed (never when it rolls back). */
   afterCommit(tx: StoreTransaction, fn: () => void): void;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { runMigrations, SequelizeInboxStore } from '../../src';
-import { inTransaction } from '../../src/adapters/sequelize/dialect';
+import { inTransaction } from '../../src/adapters/sequelize/transactions';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 
 for (const kind of testDialects()) {

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Sequelize } from 'sequelize';
 import { createOutbox, DaprPublisher, DEFAULTS, OutboxConfigError, retryDelayMs } from '../../src';
 import { RecordingPublisher } from '../support/recording-publisher';
 
 describe('createOutbox options', () => {
-  const sequelize = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });
+  // Never opened: these tests only build outboxes.
+  const sequelize = new Sequelize({ dialect: 'sqlite', storage: join(tmpdir(), 'dapr-outbox-options-never-opened.db'), logging: false });
   after(() => sequelize.close());
   const publisher = new RecordingPublisher();
 

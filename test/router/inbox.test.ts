@@ -161,7 +161,7 @@ for (const kind of testDialects()) {
       const app = appFor(async (_d, ctx) => {
         tx = ctx.transaction;
         await Effect.create({ eventId: ctx.id }); // no `transaction` option
-        const [row] = (await db.sequelize.query('SELECT COUNT(*) AS n FROM router_effects', { type: QueryTypes.SELECT, transaction: ctx.transaction })) as Array<{ n: number }>;
+        const [row] = (await db.sequelize.query('SELECT COUNT(*) AS n FROM router_effects', { type: QueryTypes.SELECT, transaction: ctx.transaction as Transaction })) as Array<{ n: number }>;
         assert.equal(Number(row!.n), 1);
         return 'RETRY';
       });
@@ -265,7 +265,7 @@ for (const kind of testDialects()) {
         parent: { code: 'ER_LOCK_DEADLOCK', errno: 1213 },
       });
       const failingInbox = { record: async () => Promise.reject(deadlock), deleteOlderThan: async () => 0 };
-      const router = createSubscriptionRouter({ outbox: { sequelize: db.sequelize, inbox: failingInbox }, appApiToken: null, logger });
+      const router = createSubscriptionRouter({ outbox: { inbox: failingInbox, transactions: outbox.transactions }, appApiToken: null, logger });
       let runs = 0;
       router.topic('pubsub', 'orders', async () => void runs++);
       const res = await request(appWith(router)).post(route).set(deliveryHeaders()).send(daprEnvelope());
@@ -283,7 +283,7 @@ for (const kind of testDialects()) {
         const app = appFor(async (_d, ctx) => {
           runs++;
           await Effect.create({ eventId: ctx.id });
-          await db.sequelize.query('SELECT v FROM router_locks WHERE id = 1 FOR UPDATE', { transaction: ctx.transaction });
+          await db.sequelize.query('SELECT v FROM router_locks WHERE id = 1 FOR UPDATE', { transaction: ctx.transaction as Transaction });
         });
         const other = db.another();
         const a = await other.transaction();

@@ -1,6 +1,7 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { InboxStore } from '../../ports/inbox-store';
-import { dialectOf, quoteIdent, writeGateFor, type SqlDialect } from './dialect';
+import { dialectOf, quoteIdent, type SqlDialect } from './dialect';
+import { writeGateFor } from './write-gate';
 
 /**
  * The inbox table on Sequelize. The insert ignores a duplicate key instead of failing, so the

@@ -8,7 +8,9 @@ import type {
   OutboxStore,
   RepublishFilter,
 } from '../../ports/outbox-store';
-import { dialectOf, inTransaction, prepareConnection, supportsSkipLocked, writeGateFor, type SqlDialect, type WriteGate } from './dialect';
+import { dialectOf, supportsSkipLocked, type SqlDialect } from './dialect';
+import { inTransaction } from './transactions';
+import { prepareConnection, writeGateFor, type WriteGate } from './write-gate';
 import * as sql from './outbox-sql';
 
 /** Keeps IN (...) lists well under every dialect's parameter limit. */

@@ -1,43 +1,41 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import type { TransactionPort } from '../../ports/transactions';
-import { beginTransaction } from './dialect';
+import { deferredTransaction } from './deferred-transaction';
 import { currentTransaction, installTransactionContext, runWithTransaction } from './transaction-context';
 
-/** The transaction port on Sequelize, with the ambient transaction on AsyncLocalStorage. */
+/**
+ * The transaction port on Sequelize, with the ambient transaction on AsyncLocalStorage.
+ * Transactions begin at their first query (see deferred-transaction.ts): a unit of work that
+ * never touches the database costs no connection, and on SQLite holds no write lock.
+ */
 export class SequelizeTransactions implements TransactionPort {
-  /** Releases of the SQLite write gate, per open transaction. */
-  private readonly gates = new WeakMap<Transaction, () => void>();
-
   constructor(readonly sequelize: Sequelize) {
     installTransactionContext(sequelize);
   }
 
   async begin(): Promise<Transaction> {
-    const { tx, done } = await beginTransaction(this.sequelize);
-    this.gates.set(tx, done);
-    return tx;
+    return deferredTransaction(this.sequelize);
   }
 
   async commit(tx: unknown): Promise<void> {
-    const t = tx as Transaction;
-    try {
-      await t.commit();
-    } finally {
-      this.releaseGate(t);
-    }
+    await (tx as Transaction).commit();
   }
 
   async rollback(tx: unknown): Promise<void> {
-    const t = tx as Transaction;
-    try {
-      if (!(t as unknown as { finished?: string }).finished) await t.rollback();
-    } finally {
-      this.releaseGate(t);
-    }
+    const t = tx as Transaction & { finished?: string };
+    if (!t.finished) await t.rollback();
+  }
+
+  async run<T>(fn: (tx: unknown) => Promise<T>): Promise<T> {
+    return inTransaction(this.sequelize, (tx) => runWithTransaction(this.sequelize, tx, () => fn(tx)));
   }
 
   bind<T>(tx: unknown, fn: () => T): T {
     return runWithTransaction(this.sequelize, tx as Transaction, fn);
+  }
+
+  detached<T>(fn: () => T): T {
+    return runWithTransaction(this.sequelize, null, fn);
   }
 
   current(): Transaction | undefined {
@@ -47,12 +45,21 @@ export class SequelizeTransactions implements TransactionPort {
   afterCommit(tx: unknown, fn: () => void): void {
     (tx as Transaction).afterCommit(() => fn());
   }
+}
 
-  private releaseGate(t: Transaction): void {
-    const done = this.gates.get(t);
-    if (done) {
-      this.gates.delete(t);
-      done();
-    }
+/**
+ * Runs `fn` in a transaction of its own (begun at its first query, through the SQLite write
+ * gate), committing when it resolves and rolling back when it throws.
+ */
+export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+  const tx = deferredTransaction(sequelize);
+  let result: T;
+  try {
+    result = await fn(tx);
+  } catch (err) {
+    if (!(tx as unknown as { finished?: string }).finished) await tx.rollback().catch(() => {});
+    throw err;
   }
+  await tx.commit();
+  return result;
 }

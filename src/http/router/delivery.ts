@@ -11,22 +11,20 @@
  * effect.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Sequelize, Transaction } from 'sequelize';
 import { DropError } from '../../errors';
 import { errorMessage, type Logger } from '../../core/logger';
 import type { InboxStore } from '../../ports/inbox-store';
-import { inTransaction } from '../../adapters/sequelize/dialect';
-import { runWithTransaction } from '../../adapters/sequelize/transaction-context';
+import type { TransactionPort } from '../../ports/transactions';
 import type { ReadEvent } from './cloudevent';
 import { DROP, RETRY, SUCCESS, type DaprStatus } from './statuses';
 import { inboxKey, type RegisteredTopic } from './topic-registration';
 import type { DeliveryContext, TopicHandler } from './types';
 import { runValidator } from './validation';
 
-/** Where the inbox lives: the store and the Sequelize instance its transactions run on. */
+/** Where the inbox lives: the store, and the transactions its records and the handlers run in. */
 export interface InboxBinding {
-  sequelize: Sequelize;
   store: InboxStore;
+  transactions: TransactionPort;
   /** Epoch milliseconds, for `handled_time`. */
   now: () => number;
 }
@@ -88,6 +86,10 @@ export async function runDelivery(input: DeliveryInput, deps: DeliveryDeps): Pro
   if (topic.validate !== undefined) {
     const v = await runValidator(topic.validate, data, ctx);
     if (!v.ok) {
+      if (v.retry) {
+        deps.logger.info(`the validation hook asked for a retry: ${v.reason}`, about());
+        return RETRY;
+      }
       deps.logger.warn(`dropping a message that failed validation: ${v.reason}`, about());
       return DROP;
     }
@@ -110,11 +112,11 @@ export async function runDelivery(input: DeliveryInput, deps: DeliveryDeps): Pro
       await invoke();
       return SUCCESS;
     }
-    const { sequelize, store, now } = deps.inbox;
-    const duplicate = await inTransaction(sequelize, async (tx: Transaction) => {
+    const { transactions, store, now } = deps.inbox;
+    const duplicate = await transactions.run(async (tx) => {
       ctx.transaction = tx;
       if (!(await store.record(topic.consumer, inboxKey(ctx.id), tx, now()))) return true;
-      await runWithTransaction(sequelize, tx, invoke);
+      await invoke();
       return false;
     });
     if (duplicate) deps.logger.debug('duplicate delivery answered SUCCESS without running the handler', about({ consumer: topic.consumer }));

@@ -2,25 +2,31 @@
  * Options of `createSubscriptionRouter()`: the input type, the defaults (one object), and the
  * resolved shape, checked when the router is built.
  */
-import type { Sequelize } from 'sequelize';
 import { OutboxConfigError } from '../../errors';
 import { consoleLogger, type Logger } from '../../core/logger';
 import type { InboxStore } from '../../ports/inbox-store';
-import { DEFAULT_TABLE_NAMES } from '../../adapters/sequelize/migrations';
-import { SequelizeInboxStore } from '../../adapters/sequelize/inbox-store';
-import { installTransactionContext } from '../../adapters/sequelize/transaction-context';
+import type { TransactionPort } from '../../ports/transactions';
 import { resolveAppApiToken } from './api-token';
 import type { InboxBinding } from './delivery';
 import { DEFAULT_ROUTE_PREFIX, normalizeRoute } from './route-paths';
 import { INBOX_KEY_MAX } from './topic-registration';
 
-/** The parts of an Outbox the router uses. */
+/** The parts of an Outbox the router uses: its ports, logger and clock. */
 export interface RouterOutbox {
-  readonly sequelize: Sequelize;
   readonly inbox: InboxStore | undefined;
+  readonly transactions: TransactionPort;
   readonly logger?: Logger;
   readonly clock?: { now(): number };
 }
+
+/** What the inbox needs when it is given as a database instead of an outbox. */
+export type InboxPorts = { store: InboxStore; transactions: TransactionPort };
+
+/**
+ * Builds the inbox's ports from the `sequelize` option and the inbox table name. The package's
+ * entry point supplies it (the router itself knows only the ports).
+ */
+export type InboxFactory = (database: unknown, table: string) => InboxPorts;
 
 export interface SubscriptionRouterOptions {
   /**
@@ -34,7 +40,7 @@ export interface SubscriptionRouterOptions {
    * (`runMigrations(sequelize)` creates it). Ignored when `outbox` is given (it must then be the
    * outbox's own instance).
    */
-  sequelize?: Sequelize;
+  sequelize?: unknown;
   /** Inbox table name with `sequelize`. Default 'integration_event_inbox' (with `outbox`: the outbox's). */
   inboxTable?: string;
   /** Set false to run handlers without the inbox (no transaction, no de-duplication). Default true when `outbox` or `sequelize` is given. */
@@ -69,6 +75,8 @@ export const ROUTER_DEFAULTS = Object.freeze({
 
 export interface ResolvedRouterOptions {
   inbox: InboxBinding | undefined;
+  /** The transactions of the outbox or the inbox, when there is either. */
+  transactions: TransactionPort | undefined;
   appApiToken: string | undefined;
   consumer: string | undefined;
   logger: Logger;
@@ -77,16 +85,17 @@ export interface ResolvedRouterOptions {
   routePrefix: string;
 }
 
-export function resolveRouterOptions(options: SubscriptionRouterOptions = {}): ResolvedRouterOptions {
+export function resolveRouterOptions(options: SubscriptionRouterOptions = {}, inboxFor?: InboxFactory): ResolvedRouterOptions {
   if (options === null || typeof options !== 'object') throw new OutboxConfigError('options', options, 'must be an object');
   const { outbox } = options;
-  if (outbox !== undefined && (!outbox || typeof outbox !== 'object' || !isSequelize(outbox.sequelize))) {
+  if (outbox !== undefined && (!outbox || typeof outbox !== 'object' || !isTransactionPort(outbox.transactions))) {
     throw new OutboxConfigError('outbox', outbox === null ? null : typeof outbox, 'must be an Outbox (from createOutbox())');
   }
   if (options.sequelize !== undefined && !isSequelize(options.sequelize)) {
     throw new OutboxConfigError('sequelize', typeof options.sequelize, 'must be a Sequelize instance');
   }
-  if (outbox && options.sequelize && options.sequelize !== outbox.sequelize) {
+  const outboxDatabase = (outbox as { sequelize?: unknown } | undefined)?.sequelize;
+  if (outbox && options.sequelize && options.sequelize !== outboxDatabase) {
     throw new OutboxConfigError('sequelize', 'another instance', "must be the outbox's own Sequelize instance when both are given");
   }
   if (options.inbox !== undefined && typeof options.inbox !== 'boolean') throw new OutboxConfigError('inbox', options.inbox, 'must be a boolean');
@@ -109,12 +118,12 @@ export function resolveRouterOptions(options: SubscriptionRouterOptions = {}): R
 
   let inbox: InboxBinding | undefined;
   if (options.inbox !== false) {
-    const sequelize = outbox?.sequelize ?? options.sequelize;
-    if (sequelize) {
-      const store = outbox?.inbox ?? new SequelizeInboxStore(sequelize, options.inboxTable ?? DEFAULT_TABLE_NAMES.inbox);
-      installTransactionContext(sequelize);
-      const clock = outbox?.clock;
-      inbox = { sequelize, store, now: clock ? () => clock.now() : Date.now };
+    const clock = outbox?.clock;
+    const now = clock ? () => clock.now() : Date.now;
+    if (outbox?.inbox) {
+      inbox = { store: outbox.inbox, transactions: outbox.transactions, now };
+    } else if (options.sequelize !== undefined && inboxFor) {
+      inbox = { ...inboxFor(options.sequelize, options.inboxTable ?? DEFAULT_INBOX_TABLE), now };
     } else if (options.inbox === true) {
       throw new OutboxConfigError('inbox', true, 'needs `outbox` or `sequelize`');
     }
@@ -122,6 +131,7 @@ export function resolveRouterOptions(options: SubscriptionRouterOptions = {}): R
 
   return {
     inbox,
+    transactions: outbox?.transactions ?? inbox?.transactions,
     appApiToken: resolveAppApiToken(options.appApiToken),
     consumer: options.consumer,
     logger,
@@ -131,7 +141,14 @@ export function resolveRouterOptions(options: SubscriptionRouterOptions = {}): R
   };
 }
 
-function isSequelize(s: unknown): s is Sequelize {
+/** The inbox table's default name (the outbox's migrations create it). */
+const DEFAULT_INBOX_TABLE = 'integration_event_inbox';
+
+function isTransactionPort(t: unknown): t is TransactionPort {
+  return !!t && typeof (t as TransactionPort).run === 'function' && typeof (t as TransactionPort).detached === 'function';
+}
+
+function isSequelize(s: unknown): boolean {
   return !!s && typeof (s as { query?: unknown }).query === 'function' && typeof (s as { getDialect?: unknown }).getDialect === 'function';
 }
 

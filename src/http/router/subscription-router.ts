@@ -12,9 +12,9 @@ import { readBulk } from './bulk';
 import { isBinaryMode, isBulkEnvelope, jsonBody, readSingleDelivery, readStructured, type Parsed, type ReadEvent } from './cloudevent';
 import { runDelivery, type DeliveryDeps } from './delivery';
 import { readRequestBody } from './request-body';
-import { leaveRequestUnitOfWork } from './request-unit-of-work';
+import { commitRequestUnitOfWork } from './commit-request-unit-of-work';
 import { canonicalPath, SUBSCRIBE_PATH } from './route-paths';
-import { resolveRouterOptions, type ResolvedRouterOptions, type SubscriptionRouterOptions } from './router-options';
+import { resolveRouterOptions, type InboxFactory, type ResolvedRouterOptions, type SubscriptionRouterOptions } from './router-options';
 import { answerBulk, answerMethodNotAllowed, answerNotFound, answerStatus, answerUnauthorized, DROP, RETRY, sendJson, type BulkEntryStatus } from './statuses';
 import { registerTopic, subscriptionItem, type RegisteredTopic } from './topic-registration';
 import type { DaprSubscription, TopicHandler, TopicOptions } from './types';
@@ -60,10 +60,10 @@ interface RouteTarget {
  * router first, or raise that limit, when you use bulk subscribe.
  *
  * With `outbox.middleware()` mounted before the router, the request's unit of work is completed
- * before the delivery runs (see request-unit-of-work.ts); each delivery has its own transaction.
+ * before the delivery runs (see commit-request-unit-of-work.ts); each delivery has its own transaction.
  */
-export function createSubscriptionRouter(options: SubscriptionRouterOptions = {}): SubscriptionRouter {
-  const opts = resolveRouterOptions(options);
+export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inboxFor?: InboxFactory): SubscriptionRouter {
+  const opts = resolveRouterOptions(options, inboxFor);
   const checkToken = opts.appApiToken === undefined ? undefined : tokenChecker(opts.appApiToken);
   const deps: DeliveryDeps = { inbox: opts.inbox, logger: opts.logger };
   const topics: RegisteredTopic[] = [];
@@ -136,7 +136,7 @@ async function handleDelivery(req: IncomingMessage, res: ServerResponse, target:
   if (body.kind === 'too-large') return malformed(`the body is larger than ${body.limit} bytes (maxBodyBytes${bulkRoute ? '/maxBulkBodyBytes' : ''})`, bulkRoute);
   if (body.kind === 'unreadable') return malformed(body.reason, bulkRoute);
 
-  const isolation = await leaveRequestUnitOfWork(opts.logger);
+  const isolation = await commitRequestUnitOfWork(opts.transactions, opts.logger);
   if (!isolation.ok) return answerStatus(res, RETRY);
 
   const source = body.kind === 'bytes' ? { bytes: body.bytes } : { value: body.value };

@@ -3,7 +3,6 @@
  * handler's context, and the per-topic options.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Transaction } from 'sequelize';
 
 /**
  * A CloudEvent as daprd delivers it: the spec's attributes plus Dapr's extensions (`topic`,
@@ -43,10 +42,11 @@ export interface DeliveryContext {
   /** The HTTP request's headers (for a bulk entry: those of the bulk request). */
   headers: IncomingHttpHeaders;
   /**
-   * With the inbox on: the Sequelize transaction the handler runs in. Model calls inside the
-   * handler join it on their own; pass it explicitly to raw queries.
+   * With the inbox on: the transaction the handler runs in (a Sequelize `Transaction` with the
+   * Sequelize stores). Model calls inside the handler join it on their own; pass it explicitly
+   * to raw queries (`{ transaction: ctx.transaction as Transaction }`).
    */
-  transaction: Transaction | undefined;
+  transaction: unknown;
   /** With the inbox on: the consumer name the event id is recorded under. */
   consumer: string | undefined;
   /** The request body as received, when the router read it itself (single deliveries). */
@@ -69,6 +69,7 @@ export type TopicHandler<T = any> = (data: T, ctx: DeliveryContext) => unknown;
  * message can never succeed: it is answered DROP.
  */
 export type TopicValidator =
+  /** Returns false (or throws) to DROP, 'RETRY' when it cannot decide now, anything else to accept. */
   | ((data: unknown, ctx: DeliveryContext) => unknown)
   | { parse(data: unknown): unknown }
   | { safeParse(data: unknown): { success: boolean; data?: unknown; error?: unknown } }

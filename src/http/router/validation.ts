@@ -1,15 +1,18 @@
 /**
  * Runs a topic's validation hook. Every kind of rejection (false, a throw, a schema error) means
- * the data can never be handled: the router answers DROP with the reason logged.
+ * the data can never be handled: the router answers DROP with the reason logged. A function hook
+ * that cannot decide now (its schema registry is down, say) returns 'RETRY' instead.
  */
+import { RETRY } from './statuses';
 import type { DeliveryContext, TopicValidator } from './types';
 
-export type Validated = { ok: true; data: unknown } | { ok: false; reason: string };
+export type Validated = { ok: true; data: unknown } | { ok: false; reason: string; retry?: boolean };
 
 export async function runValidator(validator: TopicValidator, data: unknown, ctx: DeliveryContext): Promise<Validated> {
   try {
     if (typeof validator === 'function') {
       const result = await validator(data, ctx);
+      if (result === RETRY) return { ok: false, reason: 'the validation hook answered RETRY', retry: true };
       if (result === false) return { ok: false, reason: `validation failed${errorsOf(validator)}` };
       return { ok: true, data };
     }
