@@ -8,7 +8,7 @@
  *   DAPR_HTTP_PORT  the sidecar's port; when unset an emulator runs in-process
  *   APP_API_TOKEN   token the sidecar sends with deliveries (checked when set)
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { Sequelize } from 'sequelize';
 import { DaprPublisher } from '../../src';
@@ -39,7 +39,9 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`${signal}: shutting down`);
+    // Written synchronously, before anything can delay or end the process: whoever sent the
+    // signal sees the line even if the process is killed during the shutdown.
+    writeSync(process.stdout.fd, `${signal}: shutting down\n`);
     server.close();
     server.closeAllConnections?.();
     await service.close();

@@ -1,6 +1,6 @@
 /**
  * dapr-outbox/testing: a Dapr sidecar emulator (daprd's pubsub HTTP API over an in-memory
- * broker) for tests and local runs, built from shared/reference/dapr-pubsub-contract.md.
+ * broker) for tests and local runs; docs/dapr-pubsub-contract.md is its specification.
  *
  * @example
  * import { DaprEmulator } from 'dapr-outbox/testing';

@@ -143,6 +143,10 @@ describe('example: two processes', () => {
 describe('example: the README\'s main-job command', () => {
   it('`npm start` serves on embedded defaults: a registration is delivered and logged', async () => {
     const child = run('npm', ['start', '--silent'], { cwd: root, env: { PORT: '0', DATABASE_URL: '', DAPR_HTTP_PORT: '' } });
+    // npm runs the program under `sh -c`; SIGTERM to the group kills that shell at once and npm
+    // exits right after it, while the program is still handling the signal. The output is
+    // complete only when every process holding the pipe, the program included, has exited.
+    const outputComplete = new Promise<void>((resolve) => child.proc.once('close', () => resolve()));
     try {
       const [, url] = await child.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/, 120_000);
       await child.waitFor(/try: curl -X POST http:\/\/127\.0\.0\.1:\d+\/register/);
@@ -152,6 +156,7 @@ describe('example: the README\'s main-job command', () => {
       await child.waitFor(new RegExp(`注册用户成功: ${account}`));
     } finally {
       await child.stop('SIGTERM');
+      await outputComplete;
     }
     assert.match(child.output(), /SIGTERM: shutting down/);
   });

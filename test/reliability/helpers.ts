@@ -22,11 +22,20 @@ export function random(seed: number): () => number {
   };
 }
 
-/** The run's seed: RELIABILITY_SEED when set (to replay a run), else a fresh one. Printed either way. */
-export function seedFor(test: string): number {
-  const given = process.env.RELIABILITY_SEED;
-  const seed = given ? Number(given) : Math.floor(Math.random() * 2 ** 31);
-  console.log(`      reliability: ${test}: seed=${seed} (replay with RELIABILITY_SEED=${seed})`);
+/** The seed of CI runs, so that a CI run is the same run every time. */
+export const CI_SEED = 20240601;
+
+/**
+ * The run's seed: RELIABILITY_SEED when set (to replay a run), else CI_SEED when env CI is set
+ * (CI runs are reproducible), else a fresh one (local runs explore). Printed either way.
+ */
+export function seedFor(test: string, env: NodeJS.ProcessEnv = process.env): number {
+  const given = env.RELIABILITY_SEED;
+  if (given !== undefined && given !== '' && !/^\d+$/.test(given)) throw new Error(`RELIABILITY_SEED must be a whole number, got '${given}'`);
+  const ci = env.CI !== undefined && env.CI !== '' && env.CI !== 'false' && env.CI !== '0';
+  const seed = given ? Number(given) : ci ? CI_SEED : Math.floor(Math.random() * 2 ** 31);
+  const source = given ? 'RELIABILITY_SEED' : ci ? 'fixed for CI' : 'random';
+  console.log(`      reliability: ${test}: seed=${seed} (${source}; replay with RELIABILITY_SEED=${seed})`);
   return seed;
 }
 

@@ -1,7 +1,7 @@
 /**
  * Malformed input. To the subscription router: thousands of generated bad deliveries, each of
- * which must get the answer the sidecar needs (shared/reference/dapr-pubsub-contract.md,
- * section 3): a poison delivery 200 {"status":"DROP"} (any other 4xx would make daprd retry it
+ * which must get the answer the sidecar needs (docs/dapr-pubsub-contract.md,
+ * section 4): a poison delivery 200 {"status":"DROP"} (any other 4xx would make daprd retry it
  * for ever), an unknown route 404, a wrong or missing app API token 401. Nothing may crash or
  * leave an unhandled rejection, nothing may reach the handler, and good deliveries must still be
  * served afterwards. To `publish()` and the middleware: events that can never be delivered are

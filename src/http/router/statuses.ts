@@ -1,5 +1,5 @@
 /**
- * How the router answers the sidecar (shared/reference/dapr-pubsub-contract.md section 3):
+ * How the router answers the sidecar (docs/dapr-pubsub-contract.md, section 4):
  * 2xx `{"status":"SUCCESS"}`, `{"status":"RETRY"}` or `{"status":"DROP"}`; bulk deliveries get
  * `{"statuses":[{"entryId","status"}]}`. The sidecar reads any non-2xx other than 404 as RETRY,
  * so a poison message is answered 200 + DROP, never 400.

@@ -1,7 +1,7 @@
 /**
  * The subscription router: `GET /dapr/subscribe`, one route per topic (and per routing rule),
  * the app API token, CloudEvent parsing, the inbox and Dapr's answers
- * (shared/reference/dapr-pubsub-contract.md sections 3 and 4).
+ * (docs/dapr-pubsub-contract.md, sections 4 and 5).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Router } from 'express';
