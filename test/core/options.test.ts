@@ -62,10 +62,37 @@ describe('createOutbox options', () => {
   it('backs off exponentially with jitter, within the floor and the ceiling', () => {
     const t = { minimumRetryInterval: 60, maximumRetryInterval: 3600 };
     assert.equal(retryDelayMs(1, t, () => 0), 60_000, 'never below the floor');
-    assert.equal(retryDelayMs(1, t, () => 1), 60_000);
+    assert.equal(retryDelayMs(1, t, () => 1), 120_000, 'the first retry spreads up to twice the floor');
     assert.equal(retryDelayMs(3, t, () => 0), 120_000, 'half of 240 s at the low end of the jitter');
     assert.equal(retryDelayMs(3, t, () => 1), 240_000);
     assert.equal(retryDelayMs(20, t, () => 1), 3_600_000, 'capped by the ceiling');
     assert.ok(retryDelayMs(20, t, () => 0) >= 1_800_000);
   });
+
+  it('jitters the first retry too, so that rows failed together do not retry together', () => {
+    const t = { minimumRetryInterval: 60, maximumRetryInterval: 3600 };
+    const randoms = [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.999];
+    const delays = randoms.map((r) => retryDelayMs(1, t, () => r));
+    assert.equal(new Set(delays).size, randoms.length, `distinct delays for distinct random values: ${delays.join(', ')}`);
+    for (const ms of delays) assert.ok(ms >= 60_000 && ms <= 120_000, `${ms} ms within [floor, 2 x floor]`);
+  });
+
+  it('never leaves [floor, ceiling], also when the ceiling is under twice the floor or equals it', () => {
+    for (const t of [
+      { minimumRetryInterval: 60, maximumRetryInterval: 3600 },
+      { minimumRetryInterval: 60, maximumRetryInterval: 90 },
+      { minimumRetryInterval: 60, maximumRetryInterval: 60 },
+      { minimumRetryInterval: 0.2, maximumRetryInterval: 1 },
+    ]) {
+      for (let attempt = 0; attempt <= 40; attempt++) {
+        for (const r of [0, 0.3, 0.5, 0.999999, 1]) {
+          const ms = retryDelayMs(attempt, t, () => r);
+          const label = `floor ${t.minimumRetryInterval} s, ceiling ${t.maximumRetryInterval} s, attempt ${attempt}, random ${r}: ${ms} ms`;
+          assert.ok(ms >= t.minimumRetryInterval * 1000 && ms <= t.maximumRetryInterval * 1000, label);
+        }
+      }
+    }
+    assert.equal(retryDelayMs(1, { minimumRetryInterval: 60, maximumRetryInterval: 90 }, () => 1), 90_000);
+  });
+
 });
