@@ -5,7 +5,7 @@ import { OutboxConfigError } from '../errors';
  * IntegrationEvents options in camelCase. Every duration is in SECONDS (fractions allowed).
  */
 export interface OutboxTuning {
-  /** Pubsub component name for events published without one. Default: the publisher's, else 'pubsub'. */
+  /** Pubsub component name for events published without one, at most 255 characters. Default: the publisher's, else 'pubsub'. */
   pubsubName?: string;
   /** In-memory retries of a failed post-commit publish before the database retry takes over. Default 3. */
   localRetryTimes?: number;
@@ -79,6 +79,44 @@ const positiveSeconds = [
   'leaseTime',
 ] as const;
 
+/** Longest pubsub name: the outbox table's pubsub_name column is VARCHAR(255). */
+export const MAX_PUBSUB_NAME_LENGTH = 255;
+
+/**
+ * Longest instanceId. The lock_owner column is VARCHAR(100), and the claim without SKIP LOCKED
+ * stamps rows with `<instanceId>#<claim number>`: 80 leaves room for that suffix.
+ */
+export const MAX_INSTANCE_ID_LENGTH = 80;
+
+/** Throws OutboxConfigError unless `value` is a pubsub name the outbox table can hold. */
+export function checkPubsubName(value: unknown, option = 'pubsubName'): asserts value is string {
+  if (typeof value !== 'string' || value.trim() === '') throw new OutboxConfigError(option, value, 'must be a non-empty string');
+  if (value.length > MAX_PUBSUB_NAME_LENGTH) {
+    throw new OutboxConfigError(option, value, `must be at most ${MAX_PUBSUB_NAME_LENGTH} characters (the pubsub_name column); it has ${value.length}`);
+  }
+}
+
+/**
+ * This process's name in lock columns: `instanceId` when given (checked), else
+ * `<hostname>:<pid>:<random>` trimmed to the limit.
+ */
+export function resolveInstanceId(given: unknown, defaultName: () => string): string {
+  if (given === undefined) {
+    const name = defaultName();
+    // A long hostname must not break the claim; the random part keeps the name unique.
+    return name.length <= MAX_INSTANCE_ID_LENGTH ? name : name.slice(name.length - MAX_INSTANCE_ID_LENGTH);
+  }
+  if (typeof given !== 'string' || given.trim() === '') throw new OutboxConfigError('instanceId', given, 'must be a non-empty string');
+  if (given.length > MAX_INSTANCE_ID_LENGTH) {
+    throw new OutboxConfigError(
+      'instanceId',
+      given,
+      `must be at most ${MAX_INSTANCE_ID_LENGTH} characters (lock_owner is VARCHAR(100) and claims append '#<number>'); it has ${given.length}`,
+    );
+  }
+  return given;
+}
+
 /** Applies defaults and checks every rule; throws OutboxConfigError naming the option. */
 export function resolveTuning(input: OutboxTuning, publisherPubsub?: string): ResolvedTuning {
   const out = { ...DEFAULTS } as ResolvedTuning;
@@ -101,8 +139,8 @@ export function resolveTuning(input: OutboxTuning, publisherPubsub?: string): Re
     out.bulk = input.bulk;
   }
   const pubsub = input.pubsubName ?? publisherPubsub ?? DEFAULTS.pubsubName;
-  if (typeof pubsub !== 'string' || pubsub.trim() === '') throw new OutboxConfigError('pubsubName', pubsub, 'must be a non-empty string');
-  out.pubsubName = pubsub;
+  checkPubsubName(pubsub);
+  out.pubsubName = pubsub as string;
   if (out.maximumRetryInterval < out.minimumRetryInterval) {
     throw new OutboxConfigError('maximumRetryInterval', out.maximumRetryInterval, `must be >= minimumRetryInterval (${out.minimumRetryInterval})`);
   }

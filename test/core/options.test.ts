@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Sequelize } from 'sequelize';
-import { createOutbox, DaprPublisher, DEFAULTS, OutboxConfigError, retryDelayMs } from '../../src';
+import { createOutbox, DaprPublisher, DEFAULTS, EventValidationError, OutboxConfigError, retryDelayMs } from '../../src';
 import { RecordingPublisher } from '../support/recording-publisher';
 
 describe('createOutbox options', () => {
@@ -95,4 +95,42 @@ describe('createOutbox options', () => {
     assert.equal(retryDelayMs(1, { minimumRetryInterval: 60, maximumRetryInterval: 90 }, () => 1), 90_000);
   });
 
+  describe('lengths the tables can hold', () => {
+    it('takes an instanceId of up to 80 characters and refuses a longer or empty one', () => {
+      assert.equal(createOutbox({ sequelize, publisher, instanceId: 'i'.repeat(80) }).owner, 'i'.repeat(80));
+      assert.throws(
+        () => createOutbox({ sequelize, publisher, instanceId: 'i'.repeat(81) }),
+        (err: unknown) => err instanceof OutboxConfigError && err.option === 'instanceId' && /at most 80 characters/.test(err.message),
+      );
+      assert.throws(() => createOutbox({ sequelize, publisher, instanceId: '' }), (err: unknown) => err instanceof OutboxConfigError && err.option === 'instanceId');
+      assert.throws(() => createOutbox({ sequelize, publisher, instanceId: 42 as never }), (err: unknown) => err instanceof OutboxConfigError && err.option === 'instanceId');
+    });
+
+    it('names the default instanceId within the limit', () => {
+      assert.ok(createOutbox({ sequelize, publisher }).owner.length <= 80);
+    });
+
+    it('refuses a pubsubName longer than the pubsub_name column (255 characters)', () => {
+      assert.equal(createOutbox({ sequelize, publisher, pubsubName: 'p'.repeat(255) }).tuning.pubsubName, 'p'.repeat(255));
+      assert.throws(
+        () => createOutbox({ sequelize, publisher, pubsubName: 'p'.repeat(256) }),
+        (err: unknown) => err instanceof OutboxConfigError && err.option === 'pubsubName' && /at most 255 characters/.test(err.message),
+      );
+      assert.throws(
+        () => new DaprPublisher({ pubsubName: 'p'.repeat(256), daprPort: 1 }),
+        (err: unknown) => err instanceof OutboxConfigError && err.option === 'pubsubName' && /at most 255 characters/.test(err.message),
+      );
+    });
+
+    it('refuses a per-publish pubsubName longer than 255 characters, writing nothing', async () => {
+      const outbox = createOutbox({ sequelize, publisher });
+      await outbox.migrate();
+      const event = { id: 'evt-long-pubsub', topic: 'orders' };
+      await assert.rejects(
+        outbox.runInUnitOfWork(() => outbox.bus.publish(event, { pubsubName: 'p'.repeat(256) })),
+        (err: unknown) => err instanceof EventValidationError && /pubsubName is 256 characters long; at most 255/.test(err.reason),
+      );
+      assert.deepEqual(await outbox.store.find(['evt-long-pubsub']), []);
+    });
+  });
 });

@@ -4,7 +4,7 @@ import type { BulkPublishResult, OutboxMessage, Publisher } from '../../ports/pu
 
 /** Options of `new DaprPublisher()`. */
 export interface DaprPublisherOptions {
-  /** Pubsub component name for events that carry none. Default 'pubsub'. */
+  /** Pubsub component name for events that carry none, at most 255 characters. Default 'pubsub'. */
   pubsubName?: string;
   /** Sidecar host. Default: env DAPR_HOST, else '127.0.0.1'. */
   daprHost?: string;
@@ -40,10 +40,11 @@ export class DaprPublisher implements Publisher {
   private readonly ownsClient: boolean;
 
   constructor(options: DaprPublisherOptions = {}) {
-    this.pubsubName = options.pubsubName ?? 'pubsub';
-    if (typeof this.pubsubName !== 'string' || this.pubsubName.trim() === '') {
-      throw new OutboxConfigError('pubsubName', options.pubsubName, 'must be a non-empty string');
-    }
+    const pubsubName: unknown = options.pubsubName ?? 'pubsub';
+    if (typeof pubsubName !== 'string' || pubsubName.trim() === '') throw new OutboxConfigError('pubsubName', options.pubsubName, 'must be a non-empty string');
+    // The outbox stores it with every event, in a VARCHAR(255) column.
+    if (pubsubName.length > 255) throw new OutboxConfigError('pubsubName', pubsubName, `must be at most 255 characters (the outbox's pubsub_name column); it has ${pubsubName.length}`);
+    this.pubsubName = pubsubName;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new OutboxConfigError('timeoutMs', options.timeoutMs, 'must be a number of milliseconds > 0');
     const port = String(options.daprPort ?? process.env.DAPR_HTTP_PORT ?? '3500');
