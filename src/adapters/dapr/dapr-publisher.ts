@@ -76,7 +76,8 @@ export class DaprPublisher implements Publisher {
       if (message.tracestate) metadata['cloudevent.tracestate'] = message.tracestate;
     }
     const result = await this.withTimeout(
-      this.client.pubsub.publish(message.pubsubName, message.topic, JSON.parse(message.content), {
+      // The SDK puts both names into the URL as they are; they go in encoded.
+      this.client.pubsub.publish(...publishPath(message.pubsubName, message.topic), JSON.parse(message.content), {
         contentType: 'application/json',
         metadata,
       }),
@@ -99,7 +100,7 @@ export class DaprPublisher implements Publisher {
     if (entries.length === 0) return { failed: unreadable };
     const first = messages.find((m) => m.id === entries[0]!.entryId)!;
     const http = (this.client as unknown as { daprClient: { executeWithApiVersion(v: string, url: string, params: object): Promise<unknown> } }).daprClient;
-    const url = `/publish/bulk/${encodeURIComponent(first.pubsubName)}/${first.topic.split('/').map(encodeURIComponent).join('/')}`;
+    const url = `/publish/bulk/${publishPath(first.pubsubName, first.topic).join('/')}`;
     try {
       await this.withTimeout(
         http.executeWithApiVersion('v1.0-alpha1', url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: entries }),
@@ -135,6 +136,25 @@ export class DaprPublisher implements Publisher {
     });
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
+}
+
+/**
+ * Pubsub name and topic as path segments of a publish URL, percent-encoded ('/' in a topic stays
+ * a separator: daprd reads the topic as the rest of the path).
+ *
+ * daprd decodes these path parameters twice when the path is exactly how Go itself would encode
+ * it (its router then works on the decoded path, and the parameters are unescaped once more), so
+ * a '%' in a name would be decoded a second time: `rate%20100%25` becomes `rate 100%`, then a 400.
+ * Any escape Go would not write makes Go keep the raw path and decode once; escaping one letter
+ * of the pubsub name does that without changing what it decodes to.
+ */
+function publishPath(pubsubName: string, topic: string): [string, string] {
+  const encodedTopic = topic.split('/').map(encodeURIComponent).join('/');
+  const letter = /[A-Za-z0-9]/.exec(pubsubName);
+  if (!(pubsubName + topic).includes('%') || !letter) return [encodeURIComponent(pubsubName), encodedTopic];
+  const i = letter.index;
+  const escaped = `%${pubsubName.charCodeAt(i).toString(16).toUpperCase()}`;
+  return [encodeURIComponent(pubsubName.slice(0, i)) + escaped + encodeURIComponent(pubsubName.slice(i + 1)), encodedTopic];
 }
 
 /** The event as a CloudEvent of our own: daprd keeps its id and fills source, type, time. */
