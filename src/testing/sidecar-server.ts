@@ -143,6 +143,8 @@ export class SidecarServer {
     const release = this.core.inFlight.enter();
     try {
       const body = await readBody(req);
+      const rejection = this.core.faults.takeRequestRejection();
+      if (rejection !== undefined) return answers.plainError(rejection, http.STATUS_CODES[rejection] ?? 'rejected');
       if (body === 'too-large') return answers.plainError(413, 'http: request body too large');
       const trace = traceContextOf(req.headers);
       const request = {
