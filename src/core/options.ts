@@ -23,6 +23,14 @@ export interface OutboxTuning {
   retryBatchSize?: number;
   /** Messages per bulk publish call. Default 100. */
   batchSize?: number;
+  /**
+   * Largest bulk publish call, bytes: the events' JSON plus 1 KiB per event for the entry and
+   * CloudEvent around it. An event larger than this on its own is published alone. Default
+   * 3145728 (3 MiB), under Dapr's default 4 MiB request limit (daprd's
+   * `--dapr-http-max-request-size`); a bulk call the sidecar still refuses as too large (413) is
+   * split in halves.
+   */
+  maxBatchBytes?: number;
   /** How often the local queue drops items that used up their retries, seconds. Default 60. */
   cleaningLocalQueueExpireInterval?: number;
   /** How often published rows (and old inbox rows) are deleted, seconds. Default 300. */
@@ -56,6 +64,7 @@ export const DEFAULTS: Readonly<ResolvedTuning> = Object.freeze({
   localFailedRetryInterval: 3,
   retryBatchSize: 100,
   batchSize: 100,
+  maxBatchBytes: 3 * 1024 * 1024,
   cleaningLocalQueueExpireInterval: 60,
   cleaningExpireInterval: 300,
   publishedExpireTime: 86400,
@@ -66,7 +75,7 @@ export const DEFAULTS: Readonly<ResolvedTuning> = Object.freeze({
   maxEventBytes: 4 * 1024 * 1024,
 });
 
-const integers = ['localRetryTimes', 'maxRetryTimes', 'retryBatchSize', 'batchSize', 'deleteBatchCount', 'maxEventBytes'] as const;
+const integers = ['localRetryTimes', 'maxRetryTimes', 'retryBatchSize', 'batchSize', 'maxBatchBytes', 'deleteBatchCount', 'maxEventBytes'] as const;
 const positiveSeconds = [
   'failedRetryInterval',
   'minimumRetryInterval',

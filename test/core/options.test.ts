@@ -21,6 +21,7 @@ describe('createOutbox options', () => {
     assert.equal(outbox.tuning.publishedExpireTime, 86400);
     assert.equal(outbox.tuning.deleteBatchCount, 1000);
     assert.equal(outbox.tuning.pubsubName, 'pubsub');
+    assert.ok(outbox.tuning.maxBatchBytes < 4 * 1024 * 1024, 'bulk calls stay under the sidecar\'s 4 MiB request limit');
     assert.deepEqual(outbox.tuning, DEFAULTS);
   });
 
@@ -30,6 +31,7 @@ describe('createOutbox options', () => {
     ['leaseTime', { leaseTime: 0 }, 'leaseTime must be a number of seconds > 0, got 0'],
     ['failedRetryInterval', { failedRetryInterval: '60' }, 'failedRetryInterval must be a number of seconds > 0, got "60"'],
     ['bulk', { bulk: 'yes' }, 'bulk must be a boolean, got "yes"'],
+    ['maxBatchBytes', { maxBatchBytes: 0 }, 'maxBatchBytes must be an integer >= 1, got 0'],
     ['pubsubName', { pubsubName: ' ' }, 'pubsubName must be a non-empty string, got " "'],
     ['maximumRetryInterval', { minimumRetryInterval: 60, maximumRetryInterval: 10 }, 'maximumRetryInterval must be >= minimumRetryInterval (60), got 10'],
     ['tables', { tables: { outbox: 'drop table;' } }, 'tables.outbox must be an identifier'],

@@ -118,7 +118,7 @@ export class DaprPublisher implements Publisher {
             .map((f) => ({ id: f.entryId!, error: new PublishError(`bulk entry failed: ${f.error ?? 'unknown error'}`, { topic: first.topic, pubsubName: first.pubsubName, status: 500 }) }))),
         };
       }
-      throw toPublishError(err, first);
+      throw toPublishError(err, first, entries.length);
     }
   }
 
@@ -189,9 +189,11 @@ function parseSdkError(err: unknown): { status: number; body: unknown; text: str
 
 /**
  * 4xx answers (bad metadata, unknown pubsub, forbidden topic) cannot succeed on retry: permanent.
- * 5xx, timeouts and connection errors are transient.
+ * Except 408 and 429 (a timeout, a rate limit: later may work) and a 413 to a bulk call of
+ * several entries (smaller calls may fit; sendMessages splits it). 5xx, timeouts and connection
+ * errors are transient.
  */
-function toPublishError(err: unknown, m: OutboxMessage): PublishError {
+function toPublishError(err: unknown, m: OutboxMessage, entries = 1): PublishError {
   if (err instanceof PublishError) return err;
   const answer = parseSdkError(err);
   const detail = answer ? `${answer.status} ${answer.text}`.trim() : err instanceof Error ? err.message : String(err);
@@ -199,7 +201,12 @@ function toPublishError(err: unknown, m: OutboxMessage): PublishError {
     topic: m.topic,
     pubsubName: m.pubsubName,
     status: answer?.status,
-    permanent: answer !== undefined && answer.status >= 400 && answer.status < 500,
+    permanent: answer !== undefined && isPermanentStatus(answer.status, entries),
     cause: err,
   });
+}
+
+function isPermanentStatus(status: number, entries: number): boolean {
+  if (status < 400 || status >= 500 || status === 408 || status === 429) return false;
+  return !(status === 413 && entries > 1);
 }
