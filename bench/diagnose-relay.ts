@@ -60,7 +60,7 @@ async function main(): Promise<void> {
           const now = Date.now();
           return o.store.claimDue(retryBatchSize, now, o.owner, now + 30_000);
         };
-        const send = (batch: Awaited<ReturnType<typeof claim>>) => sendMessages(o.publisher, batch, { bulk: true, batchSize: 100 });
+        const send = (batch: Awaited<ReturnType<typeof claim>>) => sendMessages(o.publisher, batch, { bulk: true, batchSize: 100, maxBatchBytes: o.tuning.maxBatchBytes });
         t0 = performance.now();
         if (mode === 'one after the other') {
           for (let batch = await claim(); batch.length > 0; batch = await claim()) {

@@ -8,7 +8,7 @@
  * The pass is run directly (`outbox.runPass('retry-by-database')`) in a loop until it claims
  * nothing: the drain speed, without waiting for the schedule's interval.
  */
-import { DaprPublisher, createOutbox, silentLogger, type Outbox, type OutboxMessage, type OutboxTuning } from '../src';
+import { DaprPublisher, DEFAULTS, createOutbox, silentLogger, type Outbox, type OutboxMessage, type OutboxTuning } from '../src';
 import { sendMessages } from '../src/core/send';
 import { createBenchDb, type BenchDb, type DbKind } from './support/db';
 import { cpuPer, databasePid, sampleCpu } from './support/cpu';
@@ -188,7 +188,7 @@ async function rawRate(publisher: DaprPublisher, n: number, group: number, batch
   });
   const t0 = performance.now();
   for (let i = 0; i < n; i += group) {
-    const outcome = await sendMessages(publisher, messages.slice(i, i + group), { bulk, batchSize });
+    const outcome = await sendMessages(publisher, messages.slice(i, i + group), { bulk, batchSize, maxBatchBytes: DEFAULTS.maxBatchBytes });
     if (outcome.failed.length > 0) throw new Error(`raw publish failed: ${outcome.failed[0]!.error.message}`);
   }
   return n / ((performance.now() - t0) / 1000);

@@ -63,7 +63,7 @@ export class Dispatcher {
 
   private async send(messages: readonly OutboxMessage[]): Promise<void> {
     const { tuning, publisher } = this.deps;
-    const outcome = await sendMessages(publisher, messages, { bulk: tuning.bulk, batchSize: tuning.batchSize });
+    const outcome = await sendMessages(publisher, messages, tuning);
     const later: Promise<void>[] = [];
     if (outcome.published.length > 0) later.push(this.markPublished(outcome.published.map((m) => m.id), 'dispatch'));
     const giveUp: Array<{ message: OutboxMessage; error: Error }> = [];
@@ -133,7 +133,7 @@ export class Dispatcher {
     const leaseUntil = now + tuning.leaseTime * 1000;
     await store.extendLease(items.map((i) => i.message.id), owner, leaseUntil, now);
     for (const i of items) i.leaseUntil = leaseUntil;
-    const outcome = await sendMessages(publisher, items.map((i) => i.message), { bulk: tuning.bulk, batchSize: tuning.batchSize });
+    const outcome = await sendMessages(publisher, items.map((i) => i.message), tuning);
     for (const m of outcome.published) this.localQueue.delete(m.id);
     const giveUp: Array<{ message: OutboxMessage; error: Error; attempt: number }> = [];
     for (const { message, error } of outcome.failed) {

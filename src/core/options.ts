@@ -5,7 +5,7 @@ import { OutboxConfigError } from '../errors';
  * IntegrationEvents options in camelCase. Every duration is in SECONDS (fractions allowed).
  */
 export interface OutboxTuning {
-  /** Pubsub component name for events published without one. Default: the publisher's, else 'pubsub'. */
+  /** Pubsub component name for events published without one, at most 255 characters. Default: the publisher's, else 'pubsub'. */
   pubsubName?: string;
   /** In-memory retries of a failed post-commit publish before the database retry takes over. Default 3. */
   localRetryTimes?: number;
@@ -23,6 +23,14 @@ export interface OutboxTuning {
   retryBatchSize?: number;
   /** Messages per bulk publish call. Default 100. */
   batchSize?: number;
+  /**
+   * Largest bulk publish call, bytes: the events' JSON plus 1 KiB per event for the entry and
+   * CloudEvent around it. An event larger than this on its own is published alone. Default
+   * 3145728 (3 MiB), under Dapr's default 4 MiB request limit (daprd's
+   * `--dapr-http-max-request-size`); a bulk call the sidecar still refuses as too large (413) is
+   * split in halves.
+   */
+  maxBatchBytes?: number;
   /** How often the local queue drops items that used up their retries, seconds. Default 60. */
   cleaningLocalQueueExpireInterval?: number;
   /** How often published rows (and old inbox rows) are deleted, seconds. Default 300. */
@@ -56,6 +64,7 @@ export const DEFAULTS: Readonly<ResolvedTuning> = Object.freeze({
   localFailedRetryInterval: 3,
   retryBatchSize: 100,
   batchSize: 100,
+  maxBatchBytes: 3 * 1024 * 1024,
   cleaningLocalQueueExpireInterval: 60,
   cleaningExpireInterval: 300,
   publishedExpireTime: 86400,
@@ -66,7 +75,7 @@ export const DEFAULTS: Readonly<ResolvedTuning> = Object.freeze({
   maxEventBytes: 4 * 1024 * 1024,
 });
 
-const integers = ['localRetryTimes', 'maxRetryTimes', 'retryBatchSize', 'batchSize', 'deleteBatchCount', 'maxEventBytes'] as const;
+const integers = ['localRetryTimes', 'maxRetryTimes', 'retryBatchSize', 'batchSize', 'maxBatchBytes', 'deleteBatchCount', 'maxEventBytes'] as const;
 const positiveSeconds = [
   'failedRetryInterval',
   'minimumRetryInterval',
@@ -78,6 +87,44 @@ const positiveSeconds = [
   'inboxExpireTime',
   'leaseTime',
 ] as const;
+
+/** Longest pubsub name: the outbox table's pubsub_name column is VARCHAR(255). */
+export const MAX_PUBSUB_NAME_LENGTH = 255;
+
+/**
+ * Longest instanceId. The lock_owner column is VARCHAR(100), and the claim without SKIP LOCKED
+ * stamps rows with `<instanceId>#<claim number>`: 80 leaves room for that suffix.
+ */
+export const MAX_INSTANCE_ID_LENGTH = 80;
+
+/** Throws OutboxConfigError unless `value` is a pubsub name the outbox table can hold. */
+export function checkPubsubName(value: unknown, option = 'pubsubName'): asserts value is string {
+  if (typeof value !== 'string' || value.trim() === '') throw new OutboxConfigError(option, value, 'must be a non-empty string');
+  if (value.length > MAX_PUBSUB_NAME_LENGTH) {
+    throw new OutboxConfigError(option, value, `must be at most ${MAX_PUBSUB_NAME_LENGTH} characters (the pubsub_name column); it has ${value.length}`);
+  }
+}
+
+/**
+ * This process's name in lock columns: `instanceId` when given (checked), else
+ * `<hostname>:<pid>:<random>` trimmed to the limit.
+ */
+export function resolveInstanceId(given: unknown, defaultName: () => string): string {
+  if (given === undefined) {
+    const name = defaultName();
+    // A long hostname must not break the claim; the random part keeps the name unique.
+    return name.length <= MAX_INSTANCE_ID_LENGTH ? name : name.slice(name.length - MAX_INSTANCE_ID_LENGTH);
+  }
+  if (typeof given !== 'string' || given.trim() === '') throw new OutboxConfigError('instanceId', given, 'must be a non-empty string');
+  if (given.length > MAX_INSTANCE_ID_LENGTH) {
+    throw new OutboxConfigError(
+      'instanceId',
+      given,
+      `must be at most ${MAX_INSTANCE_ID_LENGTH} characters (lock_owner is VARCHAR(100) and claims append '#<number>'); it has ${given.length}`,
+    );
+  }
+  return given;
+}
 
 /** Applies defaults and checks every rule; throws OutboxConfigError naming the option. */
 export function resolveTuning(input: OutboxTuning, publisherPubsub?: string): ResolvedTuning {
@@ -101,8 +148,8 @@ export function resolveTuning(input: OutboxTuning, publisherPubsub?: string): Re
     out.bulk = input.bulk;
   }
   const pubsub = input.pubsubName ?? publisherPubsub ?? DEFAULTS.pubsubName;
-  if (typeof pubsub !== 'string' || pubsub.trim() === '') throw new OutboxConfigError('pubsubName', pubsub, 'must be a non-empty string');
-  out.pubsubName = pubsub;
+  checkPubsubName(pubsub);
+  out.pubsubName = pubsub as string;
   if (out.maximumRetryInterval < out.minimumRetryInterval) {
     throw new OutboxConfigError('maximumRetryInterval', out.maximumRetryInterval, `must be >= minimumRetryInterval (${out.minimumRetryInterval})`);
   }
@@ -110,14 +157,21 @@ export function resolveTuning(input: OutboxTuning, publisherPubsub?: string): Re
 }
 
 /**
- * Delay before attempt number `attempt + 1` of a row, milliseconds: exponential from
- * minimumRetryInterval, capped at maximumRetryInterval, with "equal jitter" (half fixed, half
- * random) so that rows failed together do not retry together. Never below the floor.
+ * Delay before attempt number `attempt + 1` of a row, milliseconds, drawn uniformly from
+ * [max(floor, e / 2), max(e, min(ceiling, 2 * floor))] where e = min(ceiling, floor * 2^(attempt-1)),
+ * floor = minimumRetryInterval and ceiling = maximumRetryInterval.
+ *
+ * From attempt 2 on this is "equal jitter" (half of the exponential delay fixed, half random).
+ * The first retry would have e = floor and nothing left to spread, so its range is
+ * [floor, 2 * floor] instead: rows that failed together (a sidecar outage) do not come back
+ * together. The floor stays the shortest wait and the ceiling the longest; when they are equal
+ * there is no room for jitter.
  */
 export function retryDelayMs(attempt: number, tuning: Pick<ResolvedTuning, 'minimumRetryInterval' | 'maximumRetryInterval'>, random: () => number = Math.random): number {
   const floor = tuning.minimumRetryInterval * 1000;
   const ceiling = tuning.maximumRetryInterval * 1000;
   const exp = Math.min(ceiling, floor * 2 ** Math.max(0, Math.min(attempt - 1, 30)));
-  const jittered = exp / 2 + (random() * exp) / 2;
-  return Math.round(Math.min(ceiling, Math.max(floor, jittered)));
+  const low = Math.max(floor, exp / 2);
+  const high = Math.max(exp, Math.min(ceiling, 2 * floor));
+  return Math.round(Math.min(ceiling, Math.max(floor, low + random() * (high - low))));
 }

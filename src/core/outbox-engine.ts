@@ -9,7 +9,7 @@ import { systemClock, type Clock } from './clock';
 import { Dispatcher } from './dispatcher';
 import { OutboxEmitter } from './events';
 import { consoleLogger, type Logger } from './logger';
-import { resolveTuning, type OutboxTuning, type ResolvedTuning } from './options';
+import { resolveInstanceId, resolveTuning, type OutboxTuning, type ResolvedTuning } from './options';
 import { createProcessors, type ProcessorName, type Processors } from './processors';
 import { beginUnitOfWork, currentUnitOfWork, type UnitOfWork, type UnitOfWorkDeps } from './unit-of-work';
 
@@ -18,7 +18,10 @@ export interface EngineOptions extends OutboxTuning {
   clock?: Clock;
   /** Where the library reports. Default: warnings and errors to the console. */
   logger?: Logger;
-  /** This process's name in lock columns. Default: `<hostname>:<pid>:<random>`. */
+  /**
+   * This process's name in lock columns, at most 80 characters (lock_owner holds 100, and the claim
+   * appends `#<number>` to it). Default: `<hostname>:<pid>:<random>`.
+   */
   instanceId?: string;
   /** Random source of the backoff jitter; tests inject one. */
   random?: () => number;
@@ -56,7 +59,7 @@ export class OutboxEngine extends OutboxEmitter {
     this.tuning = resolveTuning(options, ports.publisher.pubsubName);
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? consoleLogger;
-    this.owner = options.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    this.owner = resolveInstanceId(options.instanceId, () => `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`);
     this.store = ports.store;
     this.inbox = ports.inbox;
     this.publisher = ports.publisher;

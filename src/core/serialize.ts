@@ -1,10 +1,11 @@
 import { EventValidationError } from '../errors';
 import type { OutboxMessage } from '../ports/publisher';
 import { eventTypeName } from './integration-event';
+import { MAX_PUBSUB_NAME_LENGTH } from './options';
 
 /** Per-call options of `bus.publish()`. */
 export interface PublishOptions {
-  /** Pubsub component for this event. Default: the outbox's `pubsubName`. */
+  /** Pubsub component for this event, at most 255 characters. Default: the outbox's `pubsubName`. */
   pubsubName?: string;
   /**
    * An explicit transaction to join (a Sequelize Transaction). The event is written in it and
@@ -43,6 +44,9 @@ export function toOutboxMessage(
   }
   const pubsubName = options.pubsubName ?? defaults.pubsubName;
   if (typeof pubsubName !== 'string' || pubsubName.trim() === '') throw new EventValidationError('pubsubName must be a non-empty string', { eventId: id, topic });
+  if (pubsubName.length > MAX_PUBSUB_NAME_LENGTH) {
+    throw new EventValidationError(`pubsubName is ${pubsubName.length} characters long; at most ${MAX_PUBSUB_NAME_LENGTH}`, { eventId: id, topic });
+  }
   let content: string;
   try {
     content = JSON.stringify(event);

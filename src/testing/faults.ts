@@ -21,6 +21,8 @@ const DEFAULT_PUBLISH_ERROR = 'emulator fault: the broker rejected the message';
 
 export class Faults {
   private failCount = 0;
+  private rejectCount = 0;
+  private rejectStatus = 429;
   private failCountError = DEFAULT_PUBLISH_ERROR;
   private failUntil = 0;
   private failWindowError = DEFAULT_PUBLISH_ERROR;
@@ -43,6 +45,17 @@ export class Faults {
     checkInteger('failNextPublishes(n)', n, 0);
     this.failCount = n;
     this.failCountError = checkError(opts);
+  }
+
+  /**
+   * The next `n` publish requests (single or bulk) are answered with `status` before the publish
+   * API sees them, as a rate-limit middleware (429) or a proxy in front of the sidecar (408) would.
+   */
+  rejectNextPublishRequests(n: number, status: number): void {
+    checkInteger('rejectNextPublishRequests(n)', n, 0);
+    checkInteger('rejectNextPublishRequests(status)', status, 400, 599);
+    this.rejectCount = n;
+    this.rejectStatus = status;
   }
 
   /** Every publish fails during the next `ms` milliseconds. */
@@ -72,6 +85,7 @@ export class Faults {
   /** Clears every fault. Operations currently held by slowBroker go on at once. */
   reset(): void {
     this.failCount = 0;
+    this.rejectCount = 0;
     this.failUntil = 0;
     this.delayMs = 0;
     this.health = { ready: true, outboundReady: true };
@@ -90,6 +104,13 @@ export class Faults {
 
   get outboundReady(): boolean {
     return this.health.outboundReady;
+  }
+
+  /** Consumes one injected request rejection, if any is due: returns its status. */
+  takeRequestRejection(): number | undefined {
+    if (this.rejectCount === 0) return undefined;
+    this.rejectCount--;
+    return this.rejectStatus;
   }
 
   /** Consumes one injected failure, if any is due: returns the broker error text. */

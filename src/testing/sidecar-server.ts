@@ -11,9 +11,11 @@ import type { EmulatorCore } from './core';
 import { healthErrors } from './dapr-errors';
 import { traceContextOf } from './envelope';
 import { EmulatorError, messageOf } from './errors';
+import { goQuote } from './go-json';
 import { answers, HttpAnswer, readBody, writeAnswer } from './http-answer';
 import { metadataBody } from './metadata-endpoint';
 import { handlePublish } from './publish-handler';
+import { routingPath, queryUnescape } from './request-path';
 import { metadataFromQuery } from './request-metadata';
 
 export class SidecarServer {
@@ -90,6 +92,12 @@ export class SidecarServer {
   }
 
   private async route(req: http.IncomingMessage, method: string): Promise<HttpAnswer> {
+    const routed = routingPath(req.url ?? '/');
+    if (!routed.ok) {
+      // Go's net/http refuses the request line itself, before any handler (and the token check).
+      await drain(req);
+      return { status: 400, headers: { 'content-type': 'text/plain; charset=utf-8', connection: 'close' }, body: Buffer.from('400 Bad Request') };
+    }
     const url = new URL(req.url ?? '/', 'http://sidecar');
     const trimmed = url.pathname.replace(/^\/+|\/+$/g, '');
     const isHealth = trimmed === 'v1.0/healthz' || trimmed === 'v1.0/healthz/outbound';
@@ -115,8 +123,13 @@ export class SidecarServer {
       const bulk = segments[2] === 'bulk' && segments.length >= 4;
       if (!bulk && version === 'v1.0-alpha1') return notFound(req);
       if (method !== 'POST' && method !== 'PUT') return methodNotAllowed(req);
-      const rest = segments.slice(bulk ? 3 : 2);
-      return this.publish(req, url, bulk, rest[0] ?? '', rest.slice(1).join('/'));
+      // publish/{pubsubname}/* and publish/bulk/{pubsubname}/*, read from the path chi routes on.
+      const rest = routed.value.split('/').slice(bulk ? 4 : 3);
+      const pubsubName = queryUnescape(rest[0] ?? '');
+      if (!pubsubName.ok) return unescapeFailed(req, 'pubsubname', pubsubName.error);
+      const topic = queryUnescape(rest.slice(1).join('/'));
+      if (!topic.ok) return unescapeFailed(req, '*', topic.error);
+      return this.publish(req, url, bulk, pubsubName.value, topic.value);
     }
     if (version === 'emulator' && group === 'v1') {
       const body = await readBody(req);
@@ -130,6 +143,8 @@ export class SidecarServer {
     const release = this.core.inFlight.enter();
     try {
       const body = await readBody(req);
+      const rejection = this.core.faults.takeRequestRejection();
+      if (rejection !== undefined) return answers.plainError(rejection, http.STATUS_CODES[rejection] ?? 'rejected');
       if (body === 'too-large') return answers.plainError(413, 'http: request body too large');
       const trace = traceContextOf(req.headers);
       const request = {
@@ -159,6 +174,12 @@ function decodeSegment(segment: string): string {
 
 async function drain(req: http.IncomingMessage): Promise<void> {
   await readBody(req).catch(() => undefined);
+}
+
+/** daprd's answer when a route parameter does not unescape (its unescapeRequestParametersHandler). */
+async function unescapeFailed(req: http.IncomingMessage, param: string, error: string): Promise<HttpAnswer> {
+  await drain(req);
+  return answers.plainError(400, `failed to unescape request parameter ${goQuote(param)}. Error: ${error}`);
 }
 
 async function notFound(req: http.IncomingMessage): Promise<HttpAnswer> {

@@ -102,6 +102,30 @@ describe('DaprPublisher against the sidecar emulator', () => {
     await slow.close();
   });
 
+  describe('topics and pubsub names with URL-special characters', () => {
+    const topics = ['orders#eu', 'orders?region=eu', 'rate 100%', 'eu/orders#1', 'a+b', '50%/off', '%', 'café & co'];
+
+    it('publishes one event to exactly its topic', async () => {
+      for (const topic of topics) await publisher.publish(message({ topic }));
+      assert.deepEqual(emu.publishes.map((p) => [p.status, p.pubsubName, p.topic, p.envelope?.topic]), topics.map((t) => [204, 'pubsub', t, t]));
+    });
+
+    it('bulk-publishes to exactly its topic', async () => {
+      for (const topic of topics) assert.deepEqual(await publisher.publishBulk([message({ topic }), message({ topic })]), { failed: [] });
+      assert.deepEqual(emu.publishes.map((p) => [p.status, p.bulk, p.topic]), topics.flatMap((t) => [[204, true, t], [204, true, t]]));
+    });
+
+    it('encodes the pubsub name too', async () => {
+      await emu.stop();
+      emu = await DaprEmulator.start({ appId: 'users', pubsubs: ['bus 100%'] });
+      await publisher.close();
+      publisher = new DaprPublisher({ daprPort: emu.port, timeoutMs: 5000, pubsubName: 'bus 100%' });
+      await publisher.publish(message({ pubsubName: 'bus 100%', topic: 'orders#eu' }));
+      await publisher.publishBulk([message({ pubsubName: 'bus 100%', topic: 'a b' }), message({ pubsubName: 'bus 100%', topic: 'a b' })]);
+      assert.deepEqual(emu.publishes.map((p) => [p.status, p.pubsubName, p.topic]), [[204, 'bus 100%', 'orders#eu'], [204, 'bus 100%', 'a b'], [204, 'bus 100%', 'a b']]);
+    });
+  });
+
   it('sends the API token from options', async () => {
     const secured = await DaprEmulator.start({ appId: 'users', apiToken: 's3cret' });
     const good = new DaprPublisher({ daprPort: secured.port, daprApiToken: 's3cret' });

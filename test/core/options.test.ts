@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sequelize } from 'sequelize';
-import { createOutbox, DaprPublisher, DEFAULTS, OutboxConfigError, retryDelayMs } from '../../src';
+import { createOutbox, DaprPublisher, DEFAULTS, EventValidationError, OutboxConfigError, retryDelayMs } from '../../src';
 import { RecordingPublisher } from '../support/recording-publisher';
 
 describe('createOutbox options', () => {
@@ -24,6 +24,7 @@ describe('createOutbox options', () => {
     assert.equal(outbox.tuning.publishedExpireTime, 86400);
     assert.equal(outbox.tuning.deleteBatchCount, 1000);
     assert.equal(outbox.tuning.pubsubName, 'pubsub');
+    assert.ok(outbox.tuning.maxBatchBytes < 4 * 1024 * 1024, 'bulk calls stay under the sidecar\'s 4 MiB request limit');
     assert.deepEqual(outbox.tuning, DEFAULTS);
   });
 
@@ -33,6 +34,7 @@ describe('createOutbox options', () => {
     ['leaseTime', { leaseTime: 0 }, 'leaseTime must be a number of seconds > 0, got 0'],
     ['failedRetryInterval', { failedRetryInterval: '60' }, 'failedRetryInterval must be a number of seconds > 0, got "60"'],
     ['bulk', { bulk: 'yes' }, 'bulk must be a boolean, got "yes"'],
+    ['maxBatchBytes', { maxBatchBytes: 0 }, 'maxBatchBytes must be an integer >= 1, got 0'],
     ['pubsubName', { pubsubName: ' ' }, 'pubsubName must be a non-empty string, got " "'],
     ['maximumRetryInterval', { minimumRetryInterval: 60, maximumRetryInterval: 10 }, 'maximumRetryInterval must be >= minimumRetryInterval (60), got 10'],
     ['tables', { tables: { outbox: 'drop table;' } }, 'tables.outbox must be an identifier'],
@@ -65,10 +67,75 @@ describe('createOutbox options', () => {
   it('backs off exponentially with jitter, within the floor and the ceiling', () => {
     const t = { minimumRetryInterval: 60, maximumRetryInterval: 3600 };
     assert.equal(retryDelayMs(1, t, () => 0), 60_000, 'never below the floor');
-    assert.equal(retryDelayMs(1, t, () => 1), 60_000);
+    assert.equal(retryDelayMs(1, t, () => 1), 120_000, 'the first retry spreads up to twice the floor');
     assert.equal(retryDelayMs(3, t, () => 0), 120_000, 'half of 240 s at the low end of the jitter');
     assert.equal(retryDelayMs(3, t, () => 1), 240_000);
     assert.equal(retryDelayMs(20, t, () => 1), 3_600_000, 'capped by the ceiling');
     assert.ok(retryDelayMs(20, t, () => 0) >= 1_800_000);
+  });
+
+  it('jitters the first retry too, so that rows failed together do not retry together', () => {
+    const t = { minimumRetryInterval: 60, maximumRetryInterval: 3600 };
+    const randoms = [0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.999];
+    const delays = randoms.map((r) => retryDelayMs(1, t, () => r));
+    assert.equal(new Set(delays).size, randoms.length, `distinct delays for distinct random values: ${delays.join(', ')}`);
+    for (const ms of delays) assert.ok(ms >= 60_000 && ms <= 120_000, `${ms} ms within [floor, 2 x floor]`);
+  });
+
+  it('never leaves [floor, ceiling], also when the ceiling is under twice the floor or equals it', () => {
+    for (const t of [
+      { minimumRetryInterval: 60, maximumRetryInterval: 3600 },
+      { minimumRetryInterval: 60, maximumRetryInterval: 90 },
+      { minimumRetryInterval: 60, maximumRetryInterval: 60 },
+      { minimumRetryInterval: 0.2, maximumRetryInterval: 1 },
+    ]) {
+      for (let attempt = 0; attempt <= 40; attempt++) {
+        for (const r of [0, 0.3, 0.5, 0.999999, 1]) {
+          const ms = retryDelayMs(attempt, t, () => r);
+          const label = `floor ${t.minimumRetryInterval} s, ceiling ${t.maximumRetryInterval} s, attempt ${attempt}, random ${r}: ${ms} ms`;
+          assert.ok(ms >= t.minimumRetryInterval * 1000 && ms <= t.maximumRetryInterval * 1000, label);
+        }
+      }
+    }
+    assert.equal(retryDelayMs(1, { minimumRetryInterval: 60, maximumRetryInterval: 90 }, () => 1), 90_000);
+  });
+
+  describe('lengths the tables can hold', () => {
+    it('takes an instanceId of up to 80 characters and refuses a longer or empty one', () => {
+      assert.equal(createOutbox({ sequelize, publisher, instanceId: 'i'.repeat(80) }).owner, 'i'.repeat(80));
+      assert.throws(
+        () => createOutbox({ sequelize, publisher, instanceId: 'i'.repeat(81) }),
+        (err: unknown) => err instanceof OutboxConfigError && err.option === 'instanceId' && /at most 80 characters/.test(err.message),
+      );
+      assert.throws(() => createOutbox({ sequelize, publisher, instanceId: '' }), (err: unknown) => err instanceof OutboxConfigError && err.option === 'instanceId');
+      assert.throws(() => createOutbox({ sequelize, publisher, instanceId: 42 as never }), (err: unknown) => err instanceof OutboxConfigError && err.option === 'instanceId');
+    });
+
+    it('names the default instanceId within the limit', () => {
+      assert.ok(createOutbox({ sequelize, publisher }).owner.length <= 80);
+    });
+
+    it('refuses a pubsubName longer than the pubsub_name column (255 characters)', () => {
+      assert.equal(createOutbox({ sequelize, publisher, pubsubName: 'p'.repeat(255) }).tuning.pubsubName, 'p'.repeat(255));
+      assert.throws(
+        () => createOutbox({ sequelize, publisher, pubsubName: 'p'.repeat(256) }),
+        (err: unknown) => err instanceof OutboxConfigError && err.option === 'pubsubName' && /at most 255 characters/.test(err.message),
+      );
+      assert.throws(
+        () => new DaprPublisher({ pubsubName: 'p'.repeat(256), daprPort: 1 }),
+        (err: unknown) => err instanceof OutboxConfigError && err.option === 'pubsubName' && /at most 255 characters/.test(err.message),
+      );
+    });
+
+    it('refuses a per-publish pubsubName longer than 255 characters, writing nothing', async () => {
+      const outbox = createOutbox({ sequelize, publisher });
+      await outbox.migrate();
+      const event = { id: 'evt-long-pubsub', topic: 'orders' };
+      await assert.rejects(
+        outbox.runInUnitOfWork(() => outbox.bus.publish(event, { pubsubName: 'p'.repeat(256) })),
+        (err: unknown) => err instanceof EventValidationError && /pubsubName is 256 characters long; at most 255/.test(err.reason),
+      );
+      assert.deepEqual(await outbox.store.find(['evt-long-pubsub']), []);
+    });
   });
 });

@@ -27,6 +27,21 @@ describe('emulator: fault hooks', () => {
     assert.equal(ctx.app.received.length, 2); // bulk entry c, then the last single publish
   });
 
+  it('rejectNextPublishRequests(n, status): the next n publish requests answer that status before the API sees them', async () => {
+    ctx = await setup({ subscriptions: [sub('orders', '/orders')] });
+    ctx.emu.faults.rejectNextPublishRequests(2, 429);
+    const first = await publish(ctx.emu.url, 'orders', {});
+    assert.equal(first.status, 429);
+    assert.equal(first.text, 'Too Many Requests\n');
+    const bulk = await request(`${ctx.emu.url}/v1.0-alpha1/publish/bulk/pubsub/orders`, {
+      method: 'POST',
+      body: JSON.stringify([{ entryId: 'a', event: {}, contentType: 'application/json' }]),
+    });
+    assert.equal(bulk.status, 429);
+    assert.equal(ctx.emu.publishes.length, 0, 'a rejected request is not a publish');
+    assert.equal((await publish(ctx.emu.url, 'orders', {})).status, 204);
+  });
+
   it('failPublishesFor(ms): every publish fails inside the window; reset() ends it', async () => {
     ctx = await setup();
     ctx.emu.faults.failPublishesFor(600_000, { error: 'maintenance' });
@@ -145,5 +160,6 @@ describe('emulator: fault hooks', () => {
     assert.throws(() => faults.failNextPublishes(-1), /failNextPublishes\(n\) must be an integer >= 0, got -1/);
     assert.throws(() => faults.slowBroker(1.5), /slowBroker\(ms\) must be an integer >= 0, got 1.5/);
     assert.throws(() => faults.failPublishesFor(10, { error: '' }), /opts.error must be a non-empty string, got ""/);
+    assert.throws(() => faults.rejectNextPublishRequests(1, 200), /rejectNextPublishRequests\(status\) must be an integer from 400 to 599, got 200/);
   });
 });

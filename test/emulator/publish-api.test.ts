@@ -150,6 +150,20 @@ describe('emulator: publish API', () => {
       assert.equal(emu.publishes[0]!.accepted, false);
       assert.equal((await publish(emu.url, 'orders', {})).status, 204);
     });
+
+    it('a body over 4 MiB (dapr-http-max-request-size): 413 text/plain, single and bulk; 4 MiB itself is accepted', async () => {
+      emu = await DaprEmulator.start();
+      const limit = 4 * 1024 * 1024;
+      const exactly = `"${'x'.repeat(limit - 2)}"`;
+      assert.equal((await publish(emu.url, 'orders', exactly)).status, 204);
+      const over = await publish(emu.url, 'orders', `"${'x'.repeat(limit - 1)}"`);
+      assert.equal(over.status, 413);
+      assert.equal(over.text, 'http: request body too large\n');
+      const entry = (entryId: string) => ({ entryId, event: 'y'.repeat(2.5 * 1024 * 1024), contentType: 'text/plain' });
+      const bulk = await request(`${emu.url}/v1.0-alpha1/publish/bulk/pubsub/orders`, { method: 'POST', body: JSON.stringify([entry('a'), entry('b')]) });
+      assert.equal(bulk.status, 413);
+      assert.deepEqual(emu.publishes.map((p) => p.status), [204], 'nothing of a refused body is published');
+    });
   });
 
   describe('auth: dapr-api-token', () => {

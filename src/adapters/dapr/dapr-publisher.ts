@@ -4,7 +4,7 @@ import type { BulkPublishResult, OutboxMessage, Publisher } from '../../ports/pu
 
 /** Options of `new DaprPublisher()`. */
 export interface DaprPublisherOptions {
-  /** Pubsub component name for events that carry none. Default 'pubsub'. */
+  /** Pubsub component name for events that carry none, at most 255 characters. Default 'pubsub'. */
   pubsubName?: string;
   /** Sidecar host. Default: env DAPR_HOST, else '127.0.0.1'. */
   daprHost?: string;
@@ -40,10 +40,11 @@ export class DaprPublisher implements Publisher {
   private readonly ownsClient: boolean;
 
   constructor(options: DaprPublisherOptions = {}) {
-    this.pubsubName = options.pubsubName ?? 'pubsub';
-    if (typeof this.pubsubName !== 'string' || this.pubsubName.trim() === '') {
-      throw new OutboxConfigError('pubsubName', options.pubsubName, 'must be a non-empty string');
-    }
+    const pubsubName: unknown = options.pubsubName ?? 'pubsub';
+    if (typeof pubsubName !== 'string' || pubsubName.trim() === '') throw new OutboxConfigError('pubsubName', options.pubsubName, 'must be a non-empty string');
+    // The outbox stores it with every event, in a VARCHAR(255) column.
+    if (pubsubName.length > 255) throw new OutboxConfigError('pubsubName', pubsubName, `must be at most 255 characters (the outbox's pubsub_name column); it has ${pubsubName.length}`);
+    this.pubsubName = pubsubName;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new OutboxConfigError('timeoutMs', options.timeoutMs, 'must be a number of milliseconds > 0');
     const port = String(options.daprPort ?? process.env.DAPR_HTTP_PORT ?? '3500');
@@ -75,7 +76,8 @@ export class DaprPublisher implements Publisher {
       if (message.tracestate) metadata['cloudevent.tracestate'] = message.tracestate;
     }
     const result = await this.withTimeout(
-      this.client.pubsub.publish(message.pubsubName, message.topic, JSON.parse(message.content), {
+      // The SDK puts both names into the URL as they are; they go in encoded.
+      this.client.pubsub.publish(...publishPath(message.pubsubName, message.topic), JSON.parse(message.content), {
         contentType: 'application/json',
         metadata,
       }),
@@ -98,7 +100,7 @@ export class DaprPublisher implements Publisher {
     if (entries.length === 0) return { failed: unreadable };
     const first = messages.find((m) => m.id === entries[0]!.entryId)!;
     const http = (this.client as unknown as { daprClient: { executeWithApiVersion(v: string, url: string, params: object): Promise<unknown> } }).daprClient;
-    const url = `/publish/bulk/${encodeURIComponent(first.pubsubName)}/${first.topic.split('/').map(encodeURIComponent).join('/')}`;
+    const url = `/publish/bulk/${publishPath(first.pubsubName, first.topic).join('/')}`;
     try {
       await this.withTimeout(
         http.executeWithApiVersion('v1.0-alpha1', url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: entries }),
@@ -116,7 +118,7 @@ export class DaprPublisher implements Publisher {
             .map((f) => ({ id: f.entryId!, error: new PublishError(`bulk entry failed: ${f.error ?? 'unknown error'}`, { topic: first.topic, pubsubName: first.pubsubName, status: 500 }) }))),
         };
       }
-      throw toPublishError(err, first);
+      throw toPublishError(err, first, entries.length);
     }
   }
 
@@ -134,6 +136,25 @@ export class DaprPublisher implements Publisher {
     });
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
+}
+
+/**
+ * Pubsub name and topic as path segments of a publish URL, percent-encoded ('/' in a topic stays
+ * a separator: daprd reads the topic as the rest of the path).
+ *
+ * daprd decodes these path parameters twice when the path is exactly how Go itself would encode
+ * it (its router then works on the decoded path, and the parameters are unescaped once more), so
+ * a '%' in a name would be decoded a second time: `rate%20100%25` becomes `rate 100%`, then a 400.
+ * Any escape Go would not write makes Go keep the raw path and decode once; escaping one letter
+ * of the pubsub name does that without changing what it decodes to.
+ */
+function publishPath(pubsubName: string, topic: string): [string, string] {
+  const encodedTopic = topic.split('/').map(encodeURIComponent).join('/');
+  const letter = /[A-Za-z0-9]/.exec(pubsubName);
+  if (!(pubsubName + topic).includes('%') || !letter) return [encodeURIComponent(pubsubName), encodedTopic];
+  const i = letter.index;
+  const escaped = `%${pubsubName.charCodeAt(i).toString(16).toUpperCase()}`;
+  return [encodeURIComponent(pubsubName.slice(0, i)) + escaped + encodeURIComponent(pubsubName.slice(i + 1)), encodedTopic];
 }
 
 /** The event as a CloudEvent of our own: daprd keeps its id and fills source, type, time. */
@@ -168,9 +189,11 @@ function parseSdkError(err: unknown): { status: number; body: unknown; text: str
 
 /**
  * 4xx answers (bad metadata, unknown pubsub, forbidden topic) cannot succeed on retry: permanent.
- * 5xx, timeouts and connection errors are transient.
+ * Except 408 and 429 (a timeout, a rate limit: later may work) and a 413 to a bulk call of
+ * several entries (smaller calls may fit; sendMessages splits it). 5xx, timeouts and connection
+ * errors are transient.
  */
-function toPublishError(err: unknown, m: OutboxMessage): PublishError {
+function toPublishError(err: unknown, m: OutboxMessage, entries = 1): PublishError {
   if (err instanceof PublishError) return err;
   const answer = parseSdkError(err);
   const detail = answer ? `${answer.status} ${answer.text}`.trim() : err instanceof Error ? err.message : String(err);
@@ -178,7 +201,12 @@ function toPublishError(err: unknown, m: OutboxMessage): PublishError {
     topic: m.topic,
     pubsubName: m.pubsubName,
     status: answer?.status,
-    permanent: answer !== undefined && answer.status >= 400 && answer.status < 500,
+    permanent: answer !== undefined && isPermanentStatus(answer.status, entries),
     cause: err,
   });
+}
+
+function isPermanentStatus(status: number, entries: number): boolean {
+  if (status < 400 || status >= 500 || status === 408 || status === 429) return false;
+  return !(status === 413 && entries > 1);
 }

@@ -132,7 +132,7 @@ export class RetryByDatabase {
         if (poison) failures.push({ message: r, error: poison });
         else sendable.push(r);
       }
-      const outcome = await sendMessages(ctx.publisher, sendable, { bulk: tuning.bulk, batchSize: tuning.batchSize });
+      const outcome = await sendMessages(ctx.publisher, sendable, tuning);
       failures.push(...outcome.failed);
 
       // markPublished never rejects (a failed mark is reported and settled later).
