@@ -1,4 +1,5 @@
 import type { Sequelize, Transaction } from 'sequelize';
+import { commitTransaction } from './commit';
 
 /** The SQL dialects the Sequelize stores speak. */
 export type SqlDialect = 'mysql' | 'mariadb' | 'sqlite' | 'postgres';
@@ -124,7 +125,7 @@ export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transactio
   const { tx, done } = await beginTransaction(sequelize);
   try {
     const result = await fn(tx);
-    await tx.commit();
+    await commitTransaction(tx);
     return result;
   } catch (err) {
     if (!(tx as unknown as { finished?: string }).finished) await tx.rollback().catch(() => {});

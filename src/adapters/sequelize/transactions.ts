@@ -1,5 +1,6 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import type { TransactionPort } from '../../ports/transactions';
+import { commitTransaction } from './commit';
 import { beginTransaction } from './dialect';
 import { currentTransaction, installTransactionContext, runWithTransaction } from './transaction-context';
 
@@ -21,7 +22,7 @@ export class SequelizeTransactions implements TransactionPort {
   async commit(tx: unknown): Promise<void> {
     const t = tx as Transaction;
     try {
-      await t.commit();
+      await commitTransaction(t);
     } finally {
       this.releaseGate(t);
     }
