@@ -4,11 +4,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sequelize, type Options } from 'sequelize';
 
-export type DbKind = 'sqlite' | 'mysql';
+export type DbKind = 'sqlite' | 'mysql' | 'postgres';
 
 /** SQLite always; MariaDB/MySQL when TEST_MYSQL_URL is set (CI always sets it). */
 export function testDialects(): DbKind[] {
   return process.env.TEST_MYSQL_URL ? ['sqlite', 'mysql'] : ['sqlite'];
+}
+
+/**
+ * For PostgreSQL-only suites, from a `before` hook: `before(function () { requirePostgres(this); })`.
+ * Without TEST_POSTGRES_URL the suite is skipped, and the log says what to set to run it.
+ */
+export function requirePostgres(ctx: Mocha.Context): void {
+  if (process.env.TEST_POSTGRES_URL) return;
+  const suite = ctx.test?.parent?.fullTitle() ?? 'PostgreSQL tests';
+  console.log(`      skipped "${suite}": set TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run it`);
+  ctx.skip();
 }
 
 export interface TestDb {
@@ -21,17 +32,19 @@ export interface TestDb {
   close(): Promise<void>;
 }
 
-/** Where createTestDb makes MariaDB databases, and how it names them. */
+/** Where createTestDb makes MariaDB and PostgreSQL databases, and how it names them. */
 export interface TestDbSettings {
   /** Server URL (its database is only used to connect). Default: env TEST_MYSQL_URL. */
   mysqlUrl?: string;
+  /** Server URL (its database is only used to connect). Default: env TEST_POSTGRES_URL. */
+  postgresUrl?: string;
   /** Prefix of the database names. Default 't_'. */
   prefix?: string;
 }
 
 /**
- * A clean database for one test file (or one test): a fresh SQLite file, or a fresh MariaDB
- * database created for it and dropped at close.
+ * A clean database for one test file (or one test): a fresh SQLite file, or a fresh MariaDB or
+ * PostgreSQL database created for it and dropped at close.
  */
 export async function createTestDb(kind: DbKind, options: Options = {}, settings: TestDbSettings = {}): Promise<TestDb> {
   let url: string;
@@ -43,6 +56,22 @@ export async function createTestDb(kind: DbKind, options: Options = {}, settings
     url = `sqlite:${storage}`;
     make = (o = {}) => new Sequelize({ dialect: 'sqlite', storage, logging: false, ...options, ...o });
     drop = async () => rmSync(dir, { recursive: true, force: true });
+  } else if (kind === 'postgres') {
+    const base = settings.postgresUrl ?? process.env.TEST_POSTGRES_URL;
+    if (!base) throw new Error('TEST_POSTGRES_URL is not set');
+    const name = `${settings.prefix ?? 't_'}${randomBytes(5).toString('hex')}`;
+    await adminQuery(base, `CREATE DATABASE "${name}"`);
+    const server = new URL(base);
+    server.pathname = `/${name}`;
+    url = server.toString();
+    make = (o = {}) => new Sequelize(url, { logging: false, pool: { max: 10 }, ...options, ...o });
+    // DROP DATABASE refuses while anyone is connected, and a test that failed half-way may have
+    // left a pool (or a child process) behind.
+    drop = () =>
+      adminQuery(base, [
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name}' AND pid <> pg_backend_pid()`,
+        `DROP DATABASE IF EXISTS "${name}"`,
+      ]);
   } else {
     const base = settings.mysqlUrl ?? process.env.TEST_MYSQL_URL;
     if (!base) throw new Error('TEST_MYSQL_URL is not set');
@@ -73,10 +102,10 @@ export async function createTestDb(kind: DbKind, options: Options = {}, settings
   };
 }
 
-async function adminQuery(serverUrl: string, sql: string): Promise<void> {
+async function adminQuery(serverUrl: string, sql: string | string[]): Promise<void> {
   const admin = new Sequelize(serverUrl, { logging: false });
   try {
-    await admin.query(sql);
+    for (const statement of typeof sql === 'string' ? [sql] : sql) await admin.query(statement);
   } finally {
     await admin.close();
   }

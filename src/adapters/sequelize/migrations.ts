@@ -1,4 +1,7 @@
-import type { Sequelize } from 'sequelize';
+import { createHash } from 'node:crypto';
+import type { Sequelize, Transaction } from 'sequelize';
+import { OutboxError } from '../../errors';
+import { commitTransaction } from './commit';
 import { dialectOf, quoteIdent, type SqlDialect } from './dialect';
 
 /** Table names the migrations and stores use. */
@@ -103,8 +106,9 @@ export const migrations: readonly Migration[] = [
 
 /**
  * Runs the migrations that have not run yet, in order, and records each. Safe to call at every
- * start and from several processes at once (a second runner finds the step recorded or the
- * objects present).
+ * start and from several processes at once: on PostgreSQL and MySQL/MariaDB the runners take
+ * turns under a lock, and the next one finds every step recorded; on SQLite a second runner finds
+ * the step recorded or the objects present.
  */
 export async function runMigrations(
   sequelize: Sequelize,
@@ -112,33 +116,103 @@ export async function runMigrations(
   steps: readonly Migration[] = migrations,
 ): Promise<string[]> {
   const dialect = dialectOf(sequelize);
+  const apply = (tx: Transaction | null) => applySteps(sequelize, dialect, tables, steps, tx);
+  if (dialect === 'postgres') return underPostgresLock(sequelize, tables, apply);
+  if (dialect === 'mysql' || dialect === 'mariadb') return underMysqlLock(sequelize, tables, apply);
+  return apply(null);
+}
+
+/**
+ * Two PostgreSQL sessions running `CREATE TABLE IF NOT EXISTS` for one table at once can both
+ * pass the check, and the second then fails on the table's row type
+ * (`pg_type_typname_nsp_index`): tolerating "already exists" does not cover it. So the whole run
+ * is one transaction holding an advisory lock keyed by the migrations table's name; the lock
+ * ends with it, also when the process dies. The next runner then finds every step recorded.
+ * (So a step's statements must be allowed in a transaction: no CREATE INDEX CONCURRENTLY.)
+ */
+async function underPostgresLock<T>(sequelize: Sequelize, tables: TableNames, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+  const key = createHash('sha256').update(`dapr-outbox migrations ${tables.migrations}`).digest().readBigInt64BE(0);
+  const tx = await sequelize.transaction();
+  try {
+    await sequelize.query('SELECT pg_advisory_xact_lock(CAST(? AS BIGINT))', { replacements: [key.toString()], raw: true, transaction: tx });
+    const result = await fn(tx);
+    await commitTransaction(tx);
+    return result;
+  } catch (err) {
+    if (!(tx as unknown as { finished?: string }).finished) await tx.rollback().catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * MySQL/MariaDB survive concurrent runners without a lock (the statements tolerate objects that
+ * are there), but every runner then runs every step, which a step that is not idempotent would
+ * not survive. GET_LOCK is held by a session, not a transaction, and the server commits at each
+ * DDL statement anyway: the transaction only keeps the whole run on the one connection that
+ * holds the lock. Lock names are server-wide, hence the database's name in it.
+ */
+async function underMysqlLock<T>(sequelize: Sequelize, tables: TableNames, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+  const name = "CONCAT('dapr_outbox_', SHA1(CONCAT(DATABASE(), '.', ?)))";
+  const tx = await sequelize.transaction();
+  try {
+    const [rows] = await sequelize.query(`SELECT GET_LOCK(${name}, ?) AS locked`, {
+      replacements: [tables.migrations, MYSQL_LOCK_TIMEOUT_SECONDS],
+      raw: true,
+      transaction: tx,
+    });
+    const locked = Number((rows as Array<{ locked: unknown }>)[0]?.locked);
+    if (locked !== 1) throw new OutboxError(`another process held the migrations lock for ${MYSQL_LOCK_TIMEOUT_SECONDS} s`);
+    let result: T;
+    try {
+      result = await fn(tx);
+    } finally {
+      // Before the commit: the connection goes back to the pool with the lock otherwise. When the
+      // release fails, the connection is gone and its lock with it.
+      await sequelize.query(`DO RELEASE_LOCK(${name})`, { replacements: [tables.migrations], raw: true, transaction: tx }).catch(() => {});
+    }
+    await tx.commit();
+    return result;
+  } catch (err) {
+    if (!(tx as unknown as { finished?: string }).finished) await tx.rollback().catch(() => {});
+    throw err;
+  }
+}
+
+/** How long a runner waits for another's migrations on MySQL/MariaDB (PostgreSQL waits as long as it takes). */
+const MYSQL_LOCK_TIMEOUT_SECONDS = 600;
+
+async function applySteps(
+  sequelize: Sequelize,
+  dialect: SqlDialect,
+  tables: TableNames,
+  steps: readonly Migration[],
+  tx: Transaction | null,
+): Promise<string[]> {
   const q = (n: string) => quoteIdent(dialect, n);
   const log = q(tables.migrations);
-  await sequelize.query(
-    `CREATE TABLE IF NOT EXISTS ${log} (name VARCHAR(191) NOT NULL PRIMARY KEY, run_time ${columnTypes(dialect).big} NOT NULL)`,
-    { raw: true, transaction: null },
-  );
-  const [rows] = await sequelize.query(`SELECT name FROM ${log}`, { raw: true, transaction: null });
+  const exec = (sql: string, replacements?: unknown[]) => sequelize.query(sql, { replacements, raw: true, transaction: tx });
+  // An object already there (made by hand, or by a runner of an older version) is not an error.
+  // In a PostgreSQL transaction a failed statement aborts everything after it, unless it ran
+  // under a savepoint that is rolled back.
+  const savepoint = tx !== null && dialect === 'postgres';
+  const tolerant = async (sql: string, replacements?: unknown[]) => {
+    if (savepoint) await exec('SAVEPOINT dapr_outbox_step');
+    try {
+      await exec(sql, replacements);
+      if (savepoint) await exec('RELEASE SAVEPOINT dapr_outbox_step');
+    } catch (err) {
+      if (savepoint) await exec('ROLLBACK TO SAVEPOINT dapr_outbox_step');
+      if (!alreadyExists(err)) throw err;
+    }
+  };
+  await exec(`CREATE TABLE IF NOT EXISTS ${log} (name VARCHAR(191) NOT NULL PRIMARY KEY, run_time ${columnTypes(dialect).big} NOT NULL)`);
+  const [rows] = await exec(`SELECT name FROM ${log}`);
   const done = new Set((rows as Array<{ name: string }>).map((r) => r.name));
   const applied: string[] = [];
   for (const step of steps) {
     if (done.has(step.name)) continue;
-    for (const statement of step.up(dialect, tables)) {
-      try {
-        await sequelize.query(statement, { raw: true, transaction: null });
-      } catch (err) {
-        if (!alreadyExists(err)) throw err;
-      }
-    }
-    try {
-      await sequelize.query(`INSERT INTO ${log} (name, run_time) VALUES (?, ?)`, {
-        replacements: [step.name, Date.now()],
-        raw: true,
-        transaction: null,
-      });
-    } catch (err) {
-      if (!alreadyExists(err)) throw err;
-    }
+    for (const statement of step.up(dialect, tables)) await tolerant(statement);
+    await tolerant(`INSERT INTO ${log} (name, run_time) VALUES (?, ?)`, [step.name, Date.now()]);
     applied.push(step.name);
   }
   return applied;

@@ -1,5 +1,6 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import type { TransactionPort } from '../../ports/transactions';
+import { commitTransaction } from './commit';
 import { deferredTransaction } from './deferred-transaction';
 import { currentTransaction, installTransactionContext, runWithTransaction } from './transaction-context';
 
@@ -18,7 +19,7 @@ export class SequelizeTransactions implements TransactionPort {
   }
 
   async commit(tx: unknown): Promise<void> {
-    await (tx as Transaction).commit();
+    await commitTransaction(tx as Transaction);
   }
 
   async rollback(tx: unknown): Promise<void> {
@@ -60,6 +61,6 @@ export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transactio
     if (!(tx as unknown as { finished?: string }).finished) await tx.rollback().catch(() => {});
     throw err;
   }
-  await tx.commit();
+  await commitTransaction(tx);
   return result;
 }
