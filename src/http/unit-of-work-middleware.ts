@@ -133,30 +133,29 @@ class HeldResponse {
     this.write = res.write as unknown as Write;
     this.end = res.end as unknown as End;
     this.flushHeaders = res.flushHeaders;
-    const self = this;
-    res.write = function heldWrite(...args: unknown[]): boolean {
-      if (self.answered) return self.late('write');
-      self.hold(() => (self.lastWrite = self.write.apply(res, args)));
+    res.write = ((...args: unknown[]): boolean => {
+      if (this.answered) return this.late('write');
+      this.hold(() => (this.lastWrite = this.write.apply(res, args)));
       return false;
-    } as Response['write'];
-    res.end = function heldEnd(...args: unknown[]): Response {
-      if (self.answered) {
-        self.late('end');
+    }) as Response['write'];
+    res.end = ((...args: unknown[]): Response => {
+      if (this.answered) {
+        this.late('end');
         return res;
       }
-      self.answered = true;
-      self.answer = { status: res.statusCode, message: res.statusMessage, headers: res.getHeaders() };
+      this.answered = true;
+      this.answer = { status: res.statusCode, message: res.statusMessage, headers: res.getHeaders() };
       Object.defineProperty(res, 'headersSent', { configurable: true, get: () => true });
-      self.holdSocket();
-      self.hold(() => {
-        self.restoreAnswer();
-        self.restore();
-        self.end.apply(res, args);
+      this.holdSocket();
+      this.hold(() => {
+        this.restoreAnswer();
+        this.restore();
+        this.end.apply(res, args);
       });
       return res;
-    } as Response['end'];
-    res.flushHeaders = function heldFlushHeaders(): void {
-      if (!self.answered) self.hold(() => self.flushHeaders.call(res));
+    }) as Response['end'];
+    res.flushHeaders = (): void => {
+      if (!this.answered) this.hold(() => this.flushHeaders.call(res));
     };
     // A client that goes away before the handler answered: nothing will commit this work.
     res.once('close', () => {

@@ -7,7 +7,6 @@ import { defineUser, UserRegistered } from '../support/app';
 import { RecordingPublisher } from '../support/recording-publisher';
 
 // Express 4 is installed under the alias `express4` to check the middleware on both majors.
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const express4 = require('express4') as typeof import('express');
 
 describe('Express 4 smoke test', () => {

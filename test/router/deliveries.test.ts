@@ -8,7 +8,6 @@ import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { appWith, bulkBody, cloudEvent, daprEnvelope, defineEffect, deliveryHeaders, recordingLogger, TRACEPARENT } from './helpers';
 
 // Express 4 is installed under the alias `express4`, to check the router on both majors.
-// eslint-disable-next-line @typescript-eslint/no-var-requires
 const express4 = require('express4') as typeof import('express');
 
 interface Seen {

@@ -67,7 +67,7 @@ for (const mode of ['no inbox', ...testDialects()] as const) {
     it('the handler throws a non-Error value: RETRY', async () => {
       const res = await deliver(
         appFor(async () => {
-          throw 'a string'; // eslint-disable-line no-throw-literal
+          throw 'a string';
         }),
       );
       assert.deepEqual(res.body, { status: 'RETRY' });

@@ -54,7 +54,6 @@ export class DaprPublisher implements Publisher {
       this.client = options.client;
     } else {
       // Loaded here so that the core and users of other publishers never load the SDK.
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
       const dapr = require('@dapr/dapr') as typeof import('@dapr/dapr');
       const quiet = { error() {}, warn() {}, info() {}, verbose() {}, debug() {} };
       this.client = new dapr.DaprClient({
