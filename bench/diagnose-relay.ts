@@ -8,7 +8,8 @@
  *    publish, mark), and pipelined (the next claim runs while this batch is published; the mark
  *    is not waited for), for claims of 100 and 1,000 rows.
  */
-import { createOutbox, DaprPublisher, silentLogger } from '../src';
+import { createOutbox, DaprPublisher } from '../src';
+import { silentLogger } from '../src/extend';
 import { sendMessages } from '../src/core/send';
 import { createBenchDb } from './support/db';
 import { EmulatorProcess } from './support/emulator';

@@ -4,7 +4,8 @@
  * clients on loopback. Target: ratio >= 0.85.
  */
 import { createServer } from 'node:http';
-import { DaprPublisher, type Publisher } from '../src';
+import { DaprPublisher } from '../src';
+import { type Publisher } from '../src/extend';
 import { createBenchDb, POOL_MAX, type DbKind } from './support/db';
 import { EmulatorProcess } from './support/emulator';
 import { dbLabel, type BenchContext, type FigureResult, type FigureRow } from './support/figure';

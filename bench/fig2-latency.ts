@@ -13,7 +13,8 @@
  */
 import { Agent, createServer } from 'node:http';
 import express from 'express';
-import { createSubscriptionRouter, DaprPublisher, runMigrations, type OutboxMessage } from '../src';
+import { createSubscriptionRouter, DaprPublisher } from '../src';
+import { runMigrations, type OutboxMessage } from '../src/extend';
 import { createBenchDb } from './support/db';
 import { EmulatorProcess } from './support/emulator';
 import type { BenchContext, FigureResult, FigureRow } from './support/figure';

@@ -8,7 +8,8 @@
  * The pass is run directly (`outbox.runPass('retry-by-database')`) in a loop until it claims
  * nothing: the drain speed, without waiting for the schedule's interval.
  */
-import { DaprPublisher, DEFAULTS, createOutbox, silentLogger, type Outbox, type OutboxMessage, type OutboxTuning } from '../src';
+import { DaprPublisher, createOutbox, type Outbox, type OutboxTuning } from '../src';
+import { DEFAULTS, silentLogger, type OutboxMessage } from '../src/extend';
 import { sendMessages } from '../src/core/send';
 import { createBenchDb, type BenchDb, type DbKind } from './support/db';
 import { cpuPer, databasePid, sampleCpu } from './support/cpu';

@@ -11,7 +11,7 @@
  * Both sizes live in one database; the queries alternate between them, many times, medians.
  */
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-import { DEFAULTS, EventState, runMigrations } from '../src';
+import { DEFAULTS, EventState, runMigrations } from '../src/extend';
 import { claimByToken, markClaimedByRowIds, selectDueForUpdate, selectExpiredPublished } from '../src/adapters/sequelize/outbox-sql';
 import { createBenchDb, type DbKind } from './support/db';
 import { dbLabel, type BenchContext, type FigureResult, type FigureRow } from './support/figure';

@@ -7,7 +7,8 @@
  * Run by fig6-memory.ts: node --expose-gc --import tsx bench/fig6-memory-child.ts '<json>'.
  */
 import { Sequelize } from 'sequelize';
-import { createOutbox, DaprPublisher, IntegrationEvent, silentLogger } from '../src';
+import { createOutbox, DaprPublisher, IntegrationEvent } from '../src';
+import { silentLogger } from '../src/extend';
 
 interface Params {
   dbUrl: string;

@@ -12,7 +12,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { runMigrations } from '../src';
+import { runMigrations } from '../src/extend';
 import { createBenchDb } from './support/db';
 import { EmulatorProcess } from './support/emulator';
 import type { BenchContext, FigureResult } from './support/figure';

@@ -16,6 +16,7 @@ execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', pat
 
 const entries = [
   { cjs: './cjs/index.js', esm: 'esm/index.mjs' },
+  { cjs: './cjs/extend.js', esm: 'esm/extend.mjs' },
   { cjs: './cjs/testing/index.js', esm: 'esm/testing.mjs' },
 ];
 fs.mkdirSync(path.join(dist, 'esm'), { recursive: true });

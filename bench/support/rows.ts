@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Sequelize } from 'sequelize';
-import { EventState } from '../../src';
+import { EventState } from '../../src/extend';
 
 const COLUMNS = 'event_id, event_type_name, topic, pubsub_name, content, state, times_sent, creation_time, modification_time, next_attempt_time';
 

@@ -5,7 +5,8 @@
 import express, { type Express } from 'express';
 import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import { RegisterUserEvent } from '../../example/users/events';
-import { createOutbox, silentLogger, type Outbox, type OutboxOptions, type Publisher } from '../../src';
+import { createOutbox, type Outbox, type OutboxOptions } from '../../src';
+import { silentLogger, type Publisher } from '../../src/extend';
 import { inTransaction } from '../../src/adapters/sequelize/transactions';
 
 export { RegisterUserEvent };

@@ -11,7 +11,7 @@
  * ```
  */
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
-import type { BulkPublishResult, OutboxMessage, Publisher } from '../../src';
+import type { BulkPublishResult, OutboxMessage, Publisher } from '../../src/extend'; // in your service: from 'dapr-outbox/extend'
 
 export class RabbitMqPublisher implements Publisher {
   private constructor(

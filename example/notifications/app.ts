@@ -5,7 +5,8 @@
  */
 import express, { type Express } from 'express';
 import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
-import { createSubscriptionRouter, runMigrations } from '../../src'; // in your service: from 'dapr-outbox'
+import { createSubscriptionRouter } from '../../src';
+import { runMigrations } from '../../src/extend'; // in your service: from 'dapr-outbox/extend'
 
 export interface NotificationsService {
   app: Express;

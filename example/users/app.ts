@@ -6,7 +6,8 @@
 import express, { type Express } from 'express';
 import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 // In your service these come from 'dapr-outbox'.
-import { createOutbox, createSubscriptionRouter, type Logger, type Outbox, type OutboxOptions, type Publisher } from '../../src';
+import { createOutbox, createSubscriptionRouter, type Logger, type Outbox, type OutboxOptions } from '../../src';
+import type { Publisher } from '../../src/extend'; // in your service: from 'dapr-outbox/extend'
 import { RegisterUserEvent } from './events';
 
 export interface UsersServiceOptions {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { runMigrations, SequelizeInboxStore } from '../../src';
+import { runMigrations, SequelizeInboxStore } from '../../src/extend';
 import { inTransaction } from '../../src/adapters/sequelize/transactions';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import express from 'express';
 import request from 'supertest';
-import { EventState, EventValidationError, IntegrationEvent } from '../../src';
+import { EventValidationError, IntegrationEvent } from '../../src';
+import { EventState } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { createTestService, UserRegistered, type TestService } from '../support/app';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { QueryTypes } from 'sequelize';
-import { migrations, runMigrations } from '../../src';
+import { migrations, runMigrations } from '../../src/extend';
 import { createTestDb, requirePostgres, type DbKind, type TestDb } from '../support/db';
 import { run, type Child } from '../support/processes';
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { QueryTypes } from 'sequelize';
-import { createOutbox, migrations, runMigrations } from '../../src';
+import { createOutbox } from '../../src';
+import { migrations, runMigrations } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { RecordingPublisher } from '../support/recording-publisher';
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sequelize } from 'sequelize';
-import { createOutbox, DaprPublisher, DEFAULTS, EventValidationError, OutboxConfigError, retryDelayMs } from '../../src';
+import { createOutbox, DaprPublisher, EventValidationError, OutboxConfigError } from '../../src';
+import { DEFAULTS, retryDelayMs } from '../../src/extend';
 import { RecordingPublisher } from '../support/recording-publisher';
 
 describe('createOutbox options', () => {

@@ -33,8 +33,19 @@ describe('the published package (dist, built by npm test)', () => {
     assert.equal(node(['--input-type=module', '-e', "import { DaprEmulator } from 'dapr-outbox/testing'; console.log(typeof DaprEmulator)"]), 'function');
   });
 
+  it('exposes dapr-outbox/extend both ways, and keeps the main entry to what an application uses', () => {
+    assert.equal(node(['-e', "const e = require('dapr-outbox/extend'); console.log(typeof e.OutboxEngine, typeof e.runMigrations, typeof e.SequelizeOutboxStore)"]), 'function function function');
+    assert.equal(node(['--input-type=module', '-e', "import { OutboxEngine } from 'dapr-outbox/extend'; console.log(typeof OutboxEngine)"]), 'function');
+    const values = node(['-e', "console.log(Object.keys(require('dapr-outbox')).filter((k) => k !== '__esModule').sort().join(','))"]);
+    assert.equal(
+      values,
+      'DaprPublisher,DropError,EventValidationError,IntegrationEvent,OutboxConfigError,OutboxError,PublishError,UnitOfWorkError,createOutbox,createSubscriptionRouter',
+    );
+  });
+
   it('ships type declarations', () => {
     assert.ok(existsSync(join(root, 'dist/cjs/index.d.ts')));
+    assert.ok(existsSync(join(root, 'dist/cjs/extend.d.ts')));
     assert.ok(existsSync(join(root, 'dist/cjs/testing/index.d.ts')));
   });
 });

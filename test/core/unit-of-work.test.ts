@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import { EventState } from '../../src';
+import { EventState } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { createTestService, type TestService } from '../support/app';
 

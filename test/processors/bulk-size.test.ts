@@ -4,7 +4,8 @@
  * still refuses as too large is split, and only an event too large on its own fails for good.
  */
 import assert from 'node:assert/strict';
-import { DaprPublisher, EventState, IntegrationEvent } from '../../src';
+import { DaprPublisher, IntegrationEvent } from '../../src';
+import { EventState } from '../../src/extend';
 import { DaprEmulator } from '../../src/testing';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { drain, makeOutbox, seedRows, type Harness } from './helpers';

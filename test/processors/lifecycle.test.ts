@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { getTasks } from 'node-cron';
-import { EventState, IntegrationEvent, SequelizeOutboxStore } from '../../src';
+import { IntegrationEvent } from '../../src';
+import { EventState, SequelizeOutboxStore } from '../../src/extend';
 import { cronExpressionFor } from '../../src/core/processors';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { GatedPublisher, makeOutbox, seedRows, until, type Harness } from './helpers';

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { EventState, IntegrationEvent, retryDelayMs, SequelizeOutboxStore } from '../../src';
+import { IntegrationEvent } from '../../src';
+import { EventState, retryDelayMs, SequelizeOutboxStore } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { CapturingLogger, drain, makeOutbox, seedRows, TestClock, type Harness } from './helpers';
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { DaprPublisher, EventState } from '../../src';
+import { DaprPublisher } from '../../src';
+import { EventState } from '../../src/extend';
 import { DaprEmulator } from '../../src/testing';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { drain, makeOutbox, seedRows, type Harness } from './helpers';

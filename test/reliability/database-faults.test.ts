@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { Agent, type Server } from 'node:http';
 import { QueryTypes, Sequelize } from 'sequelize';
-import { DaprPublisher, EventState, IntegrationEvent, OutboxEngine, runMigrations, SequelizeOutboxStore, silentLogger, UnitOfWorkError } from '../../src';
+import { DaprPublisher, IntegrationEvent, UnitOfWorkError } from '../../src';
+import { EventState, OutboxEngine, runMigrations, SequelizeOutboxStore, silentLogger } from '../../src/extend';
 import { SequelizeTransactions } from '../../src/adapters/sequelize/transactions';
 import { DaprEmulator } from '../../src/testing';
 import { createUsersService, type UsersService } from '../../example/users/app';

@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { Agent, type Server } from 'node:http';
-import { DaprPublisher, silentLogger } from '../../src';
+import { DaprPublisher } from '../../src';
+import { silentLogger } from '../../src/extend';
 import { DaprEmulator } from '../../src/testing';
 import { createUsersService, type UsersService } from '../../example/users/app';
 import { createTestDb, testDialects, type TestDb } from '../support/db';

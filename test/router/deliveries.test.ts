@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import express from 'express';
 import request from 'supertest';
 import type { Model, ModelStatic } from 'sequelize';
-import { createSubscriptionRouter, runMigrations, type DeliveryContext, type SubscriptionRouter, type TopicOptions } from '../../src';
+import { createSubscriptionRouter, type DeliveryContext, type SubscriptionRouter, type TopicOptions } from '../../src';
+import { runMigrations } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { appWith, bulkBody, cloudEvent, daprEnvelope, defineEffect, deliveryHeaders, recordingLogger, TRACEPARENT } from './helpers';
 

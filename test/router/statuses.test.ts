@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import type { Model, ModelStatic } from 'sequelize';
-import { createSubscriptionRouter, DropError, runMigrations, type TopicHandler, type TopicOptions } from '../../src';
+import { createSubscriptionRouter, DropError, type TopicHandler, type TopicOptions } from '../../src';
+import { runMigrations } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { appWith, daprEnvelope, defineEffect, deliveryHeaders, recordingLogger } from './helpers';
 
