@@ -32,7 +32,9 @@ export class SequelizeOutboxStore implements OutboxStore {
   async insert(rows: readonly NewOutboxRow[], tx: Transaction | null, owner: string, leaseUntil: number): Promise<void> {
     if (rows.length === 0) return;
     const now = Date.now();
-    const write = (t: Transaction) => this.exec(sql.insertRows(this.dialect, this.table, rows, owner, leaseUntil, now), t);
+    const write = async (t: Transaction) => {
+      for (const q of sql.insertStatements(this.dialect, this.table, rows, owner, leaseUntil, now)) await this.exec(q, t);
+    };
     if (tx) await write(tx);
     else await inTransaction(this.sequelize, write);
   }
