@@ -14,6 +14,17 @@ import * as sql from './outbox-sql';
 /** Keeps IN (...) lists well under every dialect's parameter limit. */
 const CHUNK = 500;
 
+/**
+ * How often a claim or mark is tried when the database ends it as a lock-conflict victim. Claims
+ * that reach the end of the due rows lock the gap there, which is where every claim and mark
+ * writes its new next_attempt_time, so with several relays InnoDB picks a victim now and then
+ * (3 relays draining 30 backlogs of 100 rows in batches of 5: a deadlock in about one run of
+ * four). The statement
+ * or transaction was rolled back whole, so running it again is safe; only a conflict that keeps
+ * coming is reported.
+ */
+const LOCK_CONFLICT_ATTEMPTS = 6;
+
 /** The outbox table on Sequelize (MySQL/MariaDB, SQLite; PostgreSQL SQL is dialect-aware too). */
 export class SequelizeOutboxStore implements OutboxStore {
   readonly dialect: SqlDialect;
@@ -39,7 +50,11 @@ export class SequelizeOutboxStore implements OutboxStore {
     else await inTransaction(this.sequelize, write);
   }
 
-  async claimDue(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]> {
+  claimDue(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]> {
+    return retryLockConflicts(() => this.claimOnce(limit, now, owner, leaseUntil));
+  }
+
+  private async claimOnce(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]> {
     if (await this.usesSkipLocked()) {
       return inTransaction(this.sequelize, async (tx) => {
         const rows = await this.select(sql.selectDueForUpdate(this.dialect, this.table, limit, now), tx);
@@ -78,7 +93,7 @@ export class SequelizeOutboxStore implements OutboxStore {
     if (marks.length === 0) return;
     await this.gate.run(async () => {
       for (const m of marks) {
-        await this.exec(sql.markFailed(this.dialect, this.table, m.id, owner, m.error, m.nextAttemptTime, now), null, false);
+        await retryLockConflicts(() => this.exec(sql.markFailed(this.dialect, this.table, m.id, owner, m.error, m.nextAttemptTime, now), null, false));
       }
     });
   }
@@ -161,7 +176,10 @@ export class SequelizeOutboxStore implements OutboxStore {
   private async inChunks(ids: readonly string[], fn: (chunk: readonly string[]) => Promise<unknown>): Promise<void> {
     if (ids.length === 0) return;
     await this.gate.run(async () => {
-      for (let i = 0; i < ids.length; i += CHUNK) await fn(ids.slice(i, i + CHUNK));
+      for (let i = 0; i < ids.length; i += CHUNK) {
+        const chunk = ids.slice(i, i + CHUNK);
+        await retryLockConflicts(() => fn(chunk));
+      }
     });
   }
 
@@ -186,6 +204,33 @@ export class SequelizeOutboxStore implements OutboxStore {
     };
     if (tx || !gated || !this.gate.serial) return run();
     return this.gate.run(run);
+  }
+}
+
+/**
+ * The database ended the statement or transaction to resolve a lock conflict, and it may be run
+ * again: deadlock or lock wait timeout (MySQL/MariaDB 1213, 1205), deadlock or serialization
+ * failure (PostgreSQL 40P01, 40001), a busy database (SQLite).
+ */
+export function isLockConflict(err: unknown): boolean {
+  const e = err as { parent?: unknown; original?: unknown } | undefined;
+  for (const c of [e, e?.parent, e?.original] as Array<{ code?: unknown; errno?: unknown } | undefined>) {
+    if (!c || typeof c !== 'object') continue;
+    if (c.errno === 1213 || c.errno === 1205) return true;
+    if (['ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', '40P01', '40001', 'SQLITE_BUSY'].includes(String(c.code))) return true;
+  }
+  return false;
+}
+
+async function retryLockConflicts<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= LOCK_CONFLICT_ATTEMPTS || !isLockConflict(err)) throw err;
+      // A few milliseconds, jittered, so the conflicting claimers do not meet again at once.
+      await new Promise((resolve) => setTimeout(resolve, attempt * 5 * (0.5 + Math.random())));
+    }
   }
 }
 
