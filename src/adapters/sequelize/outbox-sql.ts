@@ -187,6 +187,27 @@ export function extendLease(dialect: SqlDialect, table: string, ids: readonly st
   };
 }
 
+/** Which of `ids` `owner` still holds: not Published, not taken by another claimer. */
+export function selectHeld(dialect: SqlDialect, table: string, ids: readonly string[], owner: string): Query {
+  return {
+    sql: `SELECT event_id FROM ${quoteIdent(dialect, table)} WHERE event_id IN (${placeholders(ids.length)}) AND lock_owner = ? AND state <> ${EventState.Published}`,
+    params: [...ids, owner],
+  };
+}
+
+/** The database's clock in epoch ms, read the way each dialect keeps milliseconds. */
+export function currentTime(dialect: SqlDialect): Query {
+  switch (dialect) {
+    case 'sqlite':
+      return { sql: `SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS t`, params: [] };
+    case 'postgres':
+      // clock_timestamp(), not now(): now() is frozen at the start of the transaction.
+      return { sql: 'SELECT CAST(ROUND(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT) AS t', params: [] };
+    default:
+      return { sql: 'SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED) AS t', params: [] };
+  }
+}
+
 export function release(dialect: SqlDialect, table: string, ids: readonly string[], owner: string, now: number): Query {
   return {
     sql:

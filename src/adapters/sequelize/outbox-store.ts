@@ -19,9 +19,8 @@ const CHUNK = 500;
  * that reach the end of the due rows lock the gap there, which is where every claim and mark
  * writes its new next_attempt_time, so with several relays InnoDB picks a victim now and then
  * (3 relays draining 30 backlogs of 100 rows in batches of 5: a deadlock in about one run of
- * four). The statement
- * or transaction was rolled back whole, so running it again is safe; only a conflict that keeps
- * coming is reported.
+ * four). The statement or transaction was rolled back whole, so running it again is safe; only a
+ * conflict that keeps coming is reported.
  */
 const LOCK_CONFLICT_ATTEMPTS = 6;
 
@@ -40,9 +39,8 @@ export class SequelizeOutboxStore implements OutboxStore {
     this.gate = writeGateFor(sequelize);
   }
 
-  async insert(rows: readonly NewOutboxRow[], tx: Transaction | null, owner: string, leaseUntil: number): Promise<void> {
+  async insert(rows: readonly NewOutboxRow[], tx: Transaction | null, owner: string, leaseUntil: number, now: number): Promise<void> {
     if (rows.length === 0) return;
-    const now = Date.now();
     const write = async (t: Transaction) => {
       for (const q of sql.insertStatements(this.dialect, this.table, rows, owner, leaseUntil, now)) await this.exec(q, t);
     };
@@ -98,8 +96,25 @@ export class SequelizeOutboxStore implements OutboxStore {
     });
   }
 
-  async extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<void> {
-    await this.inChunks(ids, (chunk) => this.exec(sql.extendLease(this.dialect, this.table, chunk, owner, leaseUntil, now), null, false));
+  async extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<string[]> {
+    const held: string[] = [];
+    await this.inChunks(ids, async (chunk) => {
+      const extended = await this.exec(sql.extendLease(this.dialect, this.table, chunk, owner, leaseUntil, now), null, false);
+      // Every row matched: all still ours. Otherwise ask which, so none is published twice.
+      if (extended === chunk.length) held.push(...chunk);
+      else {
+        const q = sql.selectHeld(this.dialect, this.table, chunk, owner);
+        const rows = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: null })) as Array<{ event_id: unknown }>;
+        held.push(...rows.map((r) => String(r.event_id)));
+      }
+    });
+    return held;
+  }
+
+  async currentTime(): Promise<number> {
+    const q = sql.currentTime(this.dialect);
+    const [row] = (await this.sequelize.query(q.sql, { type: QueryTypes.SELECT, transaction: null })) as Array<{ t: unknown }>;
+    return Number(row?.t);
   }
 
   async release(ids: readonly string[], owner: string, now: number): Promise<void> {
