@@ -45,7 +45,9 @@ export class Outbox extends OutboxEngine {
   /** Creates or upgrades the outbox and inbox tables (versioned, idempotent). Returns the steps run. */
   async migrate(): Promise<string[]> {
     await prepareConnection(this.sequelize);
-    return runMigrations(this.sequelize, this.tables);
+    const applied = await runMigrations(this.sequelize, this.tables);
+    await this.clock.sync?.();
+    return applied;
   }
 
   /**

@@ -53,11 +53,11 @@ export class IntegrationEventBus {
     }
     const leaseUntil = now + tuning.leaseTime * 1000;
     if (tx) {
-      await store.insert(messages, tx, owner, leaseUntil);
+      await store.insert(messages, tx, owner, leaseUntil, now);
       transactions.afterCommit(tx, () => dispatcher.dispatch(messages));
       return;
     }
-    await store.insert(messages, null, owner, leaseUntil);
+    await store.insert(messages, null, owner, leaseUntil, now);
     dispatcher.dispatch(messages);
   }
 }

@@ -131,9 +131,12 @@ export class Dispatcher {
     const items = [...this.localQueue.values()].filter((i) => i.leaseUntil > now);
     if (items.length === 0) return;
     const leaseUntil = now + tuning.leaseTime * 1000;
-    await store.extendLease(items.map((i) => i.message.id), owner, leaseUntil, now);
-    for (const i of items) i.leaseUntil = leaseUntil;
-    const outcome = await sendMessages(publisher, items.map((i) => i.message), tuning);
+    // A row another replica claimed (its clock ran ahead, or this process stalled) is its to publish now.
+    const held = new Set(await store.extendLease(items.map((i) => i.message.id), owner, leaseUntil, now));
+    for (const i of items) if (held.has(i.message.id)) i.leaseUntil = leaseUntil; else this.localQueue.delete(i.message.id);
+    const mine = items.filter((i) => held.has(i.message.id));
+    if (mine.length === 0) return;
+    const outcome = await sendMessages(publisher, mine.map((i) => i.message), tuning);
     for (const m of outcome.published) this.localQueue.delete(m.id);
     const giveUp: Array<{ message: OutboxMessage; error: Error; attempt: number }> = [];
     for (const { message, error } of outcome.failed) {

@@ -5,7 +5,7 @@ import type { OutboxStats, OutboxStore, RepublishFilter } from '../ports/outbox-
 import type { Publisher } from '../ports/publisher';
 import type { TransactionPort } from '../ports/transactions';
 import { IntegrationEventBus } from './bus';
-import { systemClock, type Clock } from './clock';
+import { DatabaseClock, systemClock, type Clock } from './clock';
 import { Dispatcher } from './dispatcher';
 import { OutboxEmitter } from './events';
 import { consoleLogger, type Logger } from './logger';
@@ -14,7 +14,10 @@ import { createProcessors, type ProcessorName, type Processors } from './process
 import { beginUnitOfWork, currentUnitOfWork, type UnitOfWork, type UnitOfWorkDeps } from './unit-of-work';
 
 export interface EngineOptions extends OutboxTuning {
-  /** Time source; tests inject one. Default: the system clock. */
+  /**
+   * Time source; tests inject one. Default: the database's clock (the process clock plus an offset
+   * measured against the store at migrate(), start() and each database retry pass).
+   */
   clock?: Clock;
   /** Where the library reports. Default: warnings and errors to the console. */
   logger?: Logger;
@@ -57,8 +60,9 @@ export class OutboxEngine extends OutboxEmitter {
   constructor(ports: EnginePorts, options: EngineOptions = {}) {
     super();
     this.tuning = resolveTuning(options, ports.publisher.pubsubName);
-    this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? consoleLogger;
+    const storeTime = ports.store.currentTime?.bind(ports.store);
+    this.clock = options.clock ?? (storeTime ? new DatabaseClock(storeTime, undefined, (err) => this.logger.warn('could not read the database clock', { error: String(err) })) : systemClock);
     this.owner = resolveInstanceId(options.instanceId, () => `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`);
     this.store = ports.store;
     this.inbox = ports.inbox;
@@ -148,6 +152,7 @@ export class OutboxEngine extends OutboxEmitter {
   start(): this {
     if (this.closed) throw new Error('dapr-outbox: the outbox is closed');
     this.processors.start();
+    void this.clock.sync?.();
     return this;
   }
 

@@ -106,7 +106,8 @@ export class UnitOfWork {
     const { store, transactions, dispatcher, clock, owner, leaseMs } = this.deps;
     const events = this.buffer.splice(0);
     try {
-      if (events.length > 0) await store.insert(events, this.transaction, owner, clock.now() + leaseMs);
+      const now = clock.now();
+      if (events.length > 0) await store.insert(events, this.transaction, owner, now + leaseMs, now);
     } catch (err) {
       await this.abort();
       throw new UnitOfWorkError('flush', err);

@@ -50,9 +50,9 @@ export interface OutboxStore {
   /**
    * Writes rows in the given transaction, in one statement where the database allows. The rows
    * are leased to `owner` until `leaseUntil`, so that no processor takes them while the committer
-   * dispatches them.
+   * dispatches them. `now` (epoch ms, on the database's timeline) is their modification time.
    */
-  insert(rows: readonly NewOutboxRow[], tx: StoreTransaction | null, owner: string, leaseUntil: number): Promise<void>;
+  insert(rows: readonly NewOutboxRow[], tx: StoreTransaction | null, owner: string, leaseUntil: number, now: number): Promise<void>;
   /**
    * Claims up to `limit` rows that are due (next attempt time <= now): marks them InProgress,
    * leased to `owner` until `leaseUntil`, counts an attempt, and returns them. Safe with many
@@ -63,8 +63,11 @@ export interface OutboxStore {
   markPublished(ids: readonly string[], now: number): Promise<void>;
   /** Marks rows failed, each with its next attempt time, where `owner` still holds them. */
   markFailed(marks: readonly FailedMark[], owner: string, now: number): Promise<void>;
-  /** Extends the lease of rows `owner` holds. */
-  extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<void>;
+  /**
+   * Extends the lease of rows `owner` holds, and resolves with the ids it still holds (not
+   * Published, not claimed by another owner since): only those may be published by `owner`.
+   */
+  extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<string[]>;
   /** Gives rows `owner` holds back to the processors, due at once. */
   release(ids: readonly string[], owner: string, now: number): Promise<void>;
   /** Deletes up to `limit` Published rows last modified before `before`. Returns how many. */
@@ -75,6 +78,12 @@ export interface OutboxStore {
   find(ids: readonly string[]): Promise<OutboxRecord[]>;
   /** Counts rows per state; terminal failures are counted apart. */
   stats(): Promise<OutboxStats>;
+  /**
+   * The database's current time, epoch ms. Leases and due times are compared by the database, so
+   * the core keeps its clock on this timeline rather than each replica's (whose clocks may
+   * differ). A store without it leaves the core on the process clock.
+   */
+  currentTime?(): Promise<number>;
 }
 
 export interface OutboxStats {

@@ -263,11 +263,16 @@ export interface ServiceProcessOptions {
   seed: number;
   publishDelayMs?: number;
   outbox?: Record<string, unknown>;
+  /** Runs the process with its Date.now shifted by this many ms (a drifted host clock). */
+  clockShiftMs?: number;
 }
+
+export const SHIFT_CLOCK = join(__dirname, 'fixtures', 'shift-clock.cjs');
 
 /** Starts the crashable service and waits for its ready line. */
 export async function startService(o: ServiceProcessOptions): Promise<Child> {
-  const child = run(process.execPath, ['--import', 'tsx', CRASHABLE], {
+  const preload = o.clockShiftMs ? ['--require', SHIFT_CLOCK] : [];
+  const child = run(process.execPath, [...preload, '--import', 'tsx', CRASHABLE], {
     env: {
       DATABASE_URL: o.databaseUrl,
       DAPR_HTTP_PORT: String(o.daprPort),
@@ -277,6 +282,7 @@ export async function startService(o: ServiceProcessOptions): Promise<Child> {
       PUBLISH_DELAY_MS: String(o.publishDelayMs ?? 0),
       OUTBOX_OPTIONS: JSON.stringify(o.outbox ?? {}),
       APP_API_TOKEN: '',
+      CLOCK_SHIFT_MS: String(o.clockShiftMs ?? 0),
     },
   });
   try {

@@ -102,6 +102,27 @@ export const migrations: readonly Migration[] = [
       ];
     },
   },
+  {
+    name: '0003-binary-event-ids',
+    up(dialect, tables) {
+      if (dialect !== 'mysql' && dialect !== 'mariadb') return [];
+      const q = (n: string) => quoteIdent(dialect, n);
+      // Event ids compare byte for byte: the outbox column had the table's case-insensitive default,
+      // and utf8mb4_bin still pads, so `id ` and `id` were one key. The NO PAD binary collation is
+      // named differently by the two servers; each statement sits in an executable comment only its
+      // server runs (`/*M!` MariaDB 10.2.2+, `/*!80000` MySQL 8.0+, which MariaDB skips), so the
+      // other server sees a bare ALTER TABLE that changes nothing.
+      const column = (name: string, type: string, collation: string) => `MODIFY ${name} ${type} CHARACTER SET utf8mb4 COLLATE ${collation} NOT NULL`;
+      const both = (table: string, columns: (collation: string) => string) => [
+        `ALTER TABLE ${q(table)} /*M!100202 ${columns('utf8mb4_nopad_bin')} */`,
+        `ALTER TABLE ${q(table)} /*!80000 ${columns('utf8mb4_0900_bin')} */`,
+      ];
+      return [
+        ...both(tables.outbox, (c) => column('event_id', 'VARCHAR(64)', c)),
+        ...both(tables.inbox, (c) => `${column('consumer', 'VARCHAR(191)', c)}, ${column('event_id', 'VARCHAR(191)', c)}`),
+      ];
+    },
+  },
 ];
 
 /**

@@ -41,6 +41,61 @@ export function insertRows(
 }
 
 /**
+ * How large the escaped values of one INSERT may grow, bytes. Sequelize writes replacements into
+ * the statement text, and the server refuses a statement over max_allowed_packet (16 MiB by
+ * default on MariaDB, 64 MiB on MySQL 8): half of the smallest default leaves room for the rest.
+ * A row larger than this goes in a statement of its own.
+ */
+export const INSERT_BUDGET_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The unit of work's rows as few INSERTs as fit the byte budget: one statement in the common
+ * case, more when large events add up.
+ */
+export function insertStatements(
+  dialect: SqlDialect,
+  table: string,
+  rows: readonly NewOutboxRow[],
+  owner: string,
+  leaseUntil: number,
+  now: number,
+  budget = INSERT_BUDGET_BYTES,
+): Query[] {
+  const out: Query[] = [];
+  let group: NewOutboxRow[] = [];
+  let size = 0;
+  for (const r of rows) {
+    const n = escapedRowBytes(dialect, r);
+    if (group.length > 0 && size + n > budget) {
+      out.push(insertRows(dialect, table, group, owner, leaseUntil, now));
+      group = [];
+      size = 0;
+    }
+    group.push(r);
+    size += n;
+  }
+  if (group.length > 0) out.push(insertRows(dialect, table, group, owner, leaseUntil, now));
+  return out;
+}
+
+/** A row's share of the statement text: its strings as escaped for the dialect, plus the numbers and punctuation. */
+export function escapedRowBytes(dialect: SqlDialect, r: NewOutboxRow): number {
+  const strings = [r.id, r.eventTypeName, r.topic, r.pubsubName, r.content, r.traceparent ?? '', r.tracestate ?? ''];
+  return 200 + strings.reduce((sum, s) => sum + escapedBytes(dialect, s), 0);
+}
+
+/** UTF-8 bytes of a string literal: MySQL escapes quotes, backslashes and control characters; the others double quotes only. */
+function escapedBytes(dialect: SqlDialect, s: string): number {
+  const mysql = dialect === 'mysql' || dialect === 'mariadb';
+  let extra = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 39 || (mysql && (c === 92 || c === 34 || c === 0 || c === 8 || c === 9 || c === 10 || c === 13 || c === 26))) extra += 1;
+  }
+  return Buffer.byteLength(s, 'utf8') + extra;
+}
+
+/**
  * Due rows, oldest due first, skipping rows another claimer holds locked. Reads the
  * next_attempt_time index only: published and terminal rows are NULL there and never scanned.
  */
@@ -130,6 +185,27 @@ export function extendLease(dialect: SqlDialect, table: string, ids: readonly st
       `WHERE event_id IN (${placeholders(ids.length)}) AND lock_owner = ? AND state <> ${EventState.Published}`,
     params: [leaseUntil, leaseUntil, now, ...ids, owner],
   };
+}
+
+/** Which of `ids` `owner` still holds: not Published, not taken by another claimer. */
+export function selectHeld(dialect: SqlDialect, table: string, ids: readonly string[], owner: string): Query {
+  return {
+    sql: `SELECT event_id FROM ${quoteIdent(dialect, table)} WHERE event_id IN (${placeholders(ids.length)}) AND lock_owner = ? AND state <> ${EventState.Published}`,
+    params: [...ids, owner],
+  };
+}
+
+/** The database's clock in epoch ms, read the way each dialect keeps milliseconds. */
+export function currentTime(dialect: SqlDialect): Query {
+  switch (dialect) {
+    case 'sqlite':
+      return { sql: `SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS t`, params: [] };
+    case 'postgres':
+      // clock_timestamp(), not now(): now() is frozen at the start of the transaction.
+      return { sql: 'SELECT CAST(ROUND(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT) AS t', params: [] };
+    default:
+      return { sql: 'SELECT CAST(ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS SIGNED) AS t', params: [] };
+  }
 }
 
 export function release(dialect: SqlDialect, table: string, ids: readonly string[], owner: string, now: number): Query {

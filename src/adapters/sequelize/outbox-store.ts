@@ -16,6 +16,16 @@ import * as sql from './outbox-sql';
 /** Keeps IN (...) lists well under every dialect's parameter limit. */
 const CHUNK = 500;
 
+/**
+ * How often a claim or mark is tried when the database ends it as a lock-conflict victim. Claims
+ * that reach the end of the due rows lock the gap there, which is where every claim and mark
+ * writes its new next_attempt_time, so with several relays InnoDB picks a victim now and then
+ * (3 relays draining 30 backlogs of 100 rows in batches of 5: a deadlock in about one run of
+ * four). The statement or transaction was rolled back whole, so running it again is safe; only a
+ * conflict that keeps coming is reported.
+ */
+const LOCK_CONFLICT_ATTEMPTS = 6;
+
 /** The outbox table on Sequelize (MySQL/MariaDB, SQLite; PostgreSQL SQL is dialect-aware too). */
 export class SequelizeOutboxStore implements OutboxStore {
   readonly dialect: SqlDialect;
@@ -31,15 +41,20 @@ export class SequelizeOutboxStore implements OutboxStore {
     this.gate = writeGateFor(sequelize);
   }
 
-  async insert(rows: readonly NewOutboxRow[], tx: Transaction | null, owner: string, leaseUntil: number): Promise<void> {
+  async insert(rows: readonly NewOutboxRow[], tx: Transaction | null, owner: string, leaseUntil: number, now: number): Promise<void> {
     if (rows.length === 0) return;
-    const now = Date.now();
-    const write = (t: Transaction) => this.exec(sql.insertRows(this.dialect, this.table, rows, owner, leaseUntil, now), t);
+    const write = async (t: Transaction) => {
+      for (const q of sql.insertStatements(this.dialect, this.table, rows, owner, leaseUntil, now)) await this.exec(q, t);
+    };
     if (tx) await write(tx);
     else await inTransaction(this.sequelize, write);
   }
 
-  async claimDue(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]> {
+  claimDue(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]> {
+    return retryLockConflicts(() => this.claimOnce(limit, now, owner, leaseUntil));
+  }
+
+  private async claimOnce(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]> {
     if (await this.usesSkipLocked()) {
       return inTransaction(this.sequelize, async (tx) => {
         const rows = await this.select(sql.selectDueForUpdate(this.dialect, this.table, limit, now), tx);
@@ -78,13 +93,30 @@ export class SequelizeOutboxStore implements OutboxStore {
     if (marks.length === 0) return;
     await this.gate.run(async () => {
       for (const m of marks) {
-        await this.exec(sql.markFailed(this.dialect, this.table, m.id, owner, m.error, m.nextAttemptTime, now), null, false);
+        await retryLockConflicts(() => this.exec(sql.markFailed(this.dialect, this.table, m.id, owner, m.error, m.nextAttemptTime, now), null, false));
       }
     });
   }
 
-  async extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<void> {
-    await this.inChunks(ids, (chunk) => this.exec(sql.extendLease(this.dialect, this.table, chunk, owner, leaseUntil, now), null, false));
+  async extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<string[]> {
+    const held: string[] = [];
+    await this.inChunks(ids, async (chunk) => {
+      const extended = await this.exec(sql.extendLease(this.dialect, this.table, chunk, owner, leaseUntil, now), null, false);
+      // Every row matched: all still ours. Otherwise ask which, so none is published twice.
+      if (extended === chunk.length) held.push(...chunk);
+      else {
+        const q = sql.selectHeld(this.dialect, this.table, chunk, owner);
+        const rows = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: null })) as Array<{ event_id: unknown }>;
+        held.push(...rows.map((r) => String(r.event_id)));
+      }
+    });
+    return held;
+  }
+
+  async currentTime(): Promise<number> {
+    const q = sql.currentTime(this.dialect);
+    const [row] = (await this.sequelize.query(q.sql, { type: QueryTypes.SELECT, transaction: null })) as Array<{ t: unknown }>;
+    return Number(row?.t);
   }
 
   async release(ids: readonly string[], owner: string, now: number): Promise<void> {
@@ -161,7 +193,10 @@ export class SequelizeOutboxStore implements OutboxStore {
   private async inChunks(ids: readonly string[], fn: (chunk: readonly string[]) => Promise<unknown>): Promise<void> {
     if (ids.length === 0) return;
     await this.gate.run(async () => {
-      for (let i = 0; i < ids.length; i += CHUNK) await fn(ids.slice(i, i + CHUNK));
+      for (let i = 0; i < ids.length; i += CHUNK) {
+        const chunk = ids.slice(i, i + CHUNK);
+        await retryLockConflicts(() => fn(chunk));
+      }
     });
   }
 
@@ -186,6 +221,33 @@ export class SequelizeOutboxStore implements OutboxStore {
     };
     if (tx || !gated || !this.gate.serial) return run();
     return this.gate.run(run);
+  }
+}
+
+/**
+ * The database ended the statement or transaction to resolve a lock conflict, and it may be run
+ * again: deadlock or lock wait timeout (MySQL/MariaDB 1213, 1205), deadlock or serialization
+ * failure (PostgreSQL 40P01, 40001), a busy database (SQLite).
+ */
+export function isLockConflict(err: unknown): boolean {
+  const e = err as { parent?: unknown; original?: unknown } | undefined;
+  for (const c of [e, e?.parent, e?.original] as Array<{ code?: unknown; errno?: unknown } | undefined>) {
+    if (!c || typeof c !== 'object') continue;
+    if (c.errno === 1213 || c.errno === 1205) return true;
+    if (['ER_LOCK_DEADLOCK', 'ER_LOCK_WAIT_TIMEOUT', '40P01', '40001', 'SQLITE_BUSY'].includes(String(c.code))) return true;
+  }
+  return false;
+}
+
+async function retryLockConflicts<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= LOCK_CONFLICT_ATTEMPTS || !isLockConflict(err)) throw err;
+      // A few milliseconds, jittered, so the conflicting claimers do not meet again at once.
+      await new Promise((resolve) => setTimeout(resolve, attempt * 5 * (0.5 + Math.random())));
+    }
   }
 }
 

@@ -56,6 +56,7 @@ export class RetryByDatabase {
     const { tuning } = this.ctx;
     // Rows a failed write left behind: marking them before their lease runs out saves a second publish.
     if (this.held.size > 0) await this.settle();
+    await this.ctx.clock.sync?.();
     const marks: Promise<void>[] = [];
     let claimed = 0;
     try {
