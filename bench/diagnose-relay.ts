@@ -14,6 +14,7 @@ import { sendMessages } from '../src/core/send';
 import { createBenchDb } from './support/db';
 import { EmulatorProcess } from './support/emulator';
 import { countPublished, pendingRowsSql } from './support/rows';
+import { internalsOf } from './support/services';
 
 const TABLE = 'integration_event_log';
 
@@ -59,14 +60,14 @@ async function main(): Promise<void> {
         await reset();
         const claim = () => {
           const now = Date.now();
-          return o.store.claimDue(retryBatchSize, now, o.owner, now + 30_000);
+          return internalsOf(o).store.claimDue(retryBatchSize, now, o.owner, now + 30_000);
         };
         const send = (batch: Awaited<ReturnType<typeof claim>>) => sendMessages(o.publisher, batch, { bulk: true, batchSize: 100, maxBatchBytes: o.tuning.maxBatchBytes });
         t0 = performance.now();
         if (mode === 'one after the other') {
           for (let batch = await claim(); batch.length > 0; batch = await claim()) {
             const out = await send(batch);
-            await o.store.markPublished(out.published.map((m) => m.id), Date.now());
+            await internalsOf(o).store.markPublished(out.published.map((m) => m.id), Date.now());
           }
         } else {
           const marks: Promise<void>[] = [];
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
           for (let batch = await next; batch.length > 0; batch = await next) {
             next = claim();
             const out = await send(batch);
-            marks.push(o.store.markPublished(out.published.map((m) => m.id), Date.now()));
+            marks.push(internalsOf(o).store.markPublished(out.published.map((m) => m.id), Date.now()));
             if (marks.length > 2) await marks.shift();
           }
           await Promise.all(marks);

@@ -19,7 +19,7 @@ import { createBenchDb } from './support/db';
 import { EmulatorProcess } from './support/emulator';
 import type { BenchContext, FigureResult, FigureRow } from './support/figure';
 import { close, listen, openLoop, post, sleep } from './support/load';
-import { outboxService, registration } from './support/services';
+import { internalsOf, outboxService, registration } from './support/services';
 import { alternate, median, percentile, round } from './support/stats';
 
 /**
@@ -41,8 +41,9 @@ export async function latency(ctx: BenchContext): Promise<FigureResult> {
   // Stamps: event id -> instant the commit returned (outbox) or the publish call started (raw).
   const stamps = new Map<string, number>();
   const samples = new Map<string, number>();
-  const dispatch = svc.outbox.dispatcher.dispatch.bind(svc.outbox.dispatcher);
-  svc.outbox.dispatcher.dispatch = (messages: readonly OutboxMessage[]) => {
+  const { dispatcher } = internalsOf(svc.outbox);
+  const dispatch = dispatcher.dispatch.bind(dispatcher);
+  dispatcher.dispatch = (messages: readonly OutboxMessage[]) => {
     const t = performance.now();
     for (const m of messages) stamps.set(m.id, t);
     dispatch(messages);

@@ -17,6 +17,7 @@ import { EmulatorProcess } from './support/emulator';
 import { dbLabel, type BenchContext, type FigureResult, type FigureRow } from './support/figure';
 import { countPublished, eventContent, pendingRowsSql, timeCalls } from './support/rows';
 import { alternate, median, round, medianOfRecords } from './support/stats';
+import { internalsOf } from './support/services';
 
 const TARGET = 10_000;
 const TABLE = 'integration_event_log';
@@ -117,7 +118,7 @@ async function measure(ctx: BenchContext, kind: DbKind, tuning: OutboxTuning, ro
     // 'three'): claim (BEGIN, SELECT ... FOR UPDATE SKIP LOCKED, UPDATE, COMMIT) and mark (UPDATE
     // ... SET state = Published); the rest of a pass is the bulk publish to the sidecar and JS.
     const acc: Record<string, number> = {};
-    const undo = instances.flatMap((o) => [timeCalls(o.store, 'claimDue', acc, 'claimMs'), timeCalls(o.store, 'markPublished', acc, 'markMs')]);
+    const undo = instances.flatMap((o) => [timeCalls(internalsOf(o).store, 'claimDue', acc, 'claimMs'), timeCalls(internalsOf(o).store, 'markPublished', acc, 'markMs')]);
     const before = sampleCpu(pids);
     const t0 = performance.now();
     await Promise.all(instances.map(async (o) => { while ((await o.runPass('retry-by-database')) > 0); }));

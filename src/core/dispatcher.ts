@@ -1,18 +1,13 @@
-import { PublishError } from '../errors';
 import type { OutboxStore } from '../ports/outbox-store';
 import type { OutboxMessage, Publisher } from '../ports/publisher';
 import type { Clock } from './clock';
 import type { OutboxEmitter } from './events';
 import { errorMessage, type Logger } from './logger';
+import { isPermanent, type FailedPublish, type Failures } from './failures';
+import type { LocalRetryQueue } from './local-retry-queue';
 import { MarkBatcher } from './mark-batcher';
-import { retryDelayMs, type ResolvedTuning } from './options';
+import type { ResolvedTuning } from './options';
 import { sendMessages } from './send';
-
-interface LocalItem {
-  message: OutboxMessage;
-  retries: number;
-  leaseUntil: number;
-}
 
 export interface DispatcherDeps {
   store: OutboxStore;
@@ -26,6 +21,12 @@ export interface DispatcherDeps {
   random?: () => number;
 }
 
+/** What the dispatcher works with: its dependencies, the local retry queue and the failure rules. */
+export interface DispatcherParts extends DispatcherDeps {
+  localQueue: LocalRetryQueue;
+  failures: Failures;
+}
+
 /**
  * Publishes rows right after their transaction commits (no poll on the hot path), batches the
  * Published marks, and keeps a short in-memory retry queue for failures. Rows stay leased to this
@@ -35,11 +36,11 @@ export interface DispatcherDeps {
 export class Dispatcher {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly marks: MarkBatcher;
-  /** Failed messages awaiting an in-memory retry, by event id. */
-  readonly localQueue = new Map<string, LocalItem>();
+  private readonly localQueue: LocalRetryQueue;
   private localPass: Promise<void> | null = null;
 
-  constructor(private readonly deps: DispatcherDeps) {
+  constructor(private readonly deps: DispatcherParts) {
+    this.localQueue = deps.localQueue;
     this.marks = new MarkBatcher((ids) => deps.store.markPublished(ids, deps.clock.now()), 1000);
   }
 
@@ -70,9 +71,9 @@ export class Dispatcher {
     for (const { message, error } of outcome.failed) {
       this.deps.events.emit('failed', { id: message.id, topic: message.topic, attempt: 1, error });
       if (isPermanent(error) || tuning.localRetryTimes === 0) giveUp.push({ message, error });
-      else this.localQueue.set(message.id, { message, retries: 0, leaseUntil: this.deps.clock.now() + tuning.leaseTime * 1000 });
+      else this.localQueue.add(message, this.deps.clock.now() + tuning.leaseTime * 1000);
     }
-    if (giveUp.length > 0) later.push(this.fail(giveUp.map((f) => ({ ...f, attempt: 1 }))));
+    if (giveUp.length > 0) later.push(this.deps.failures.record(giveUp.map((f) => ({ ...f, attempt: 1 }))));
     await Promise.all(later);
   }
 
@@ -84,34 +85,6 @@ export class Dispatcher {
       // The rows stay InProgress under this process's lease; once it runs out the retry processor
       // publishes them again (a duplicate at the transport, which the subscriber's inbox absorbs).
       this.deps.logger.error('could not mark published rows', { count: ids.length, error: errorMessage(err) });
-    }
-  }
-
-  /**
-   * Records failures in the database: a next attempt time from the backoff, or terminal when the
-   * attempts are used up or the failure is permanent.
-   */
-  async fail(items: ReadonlyArray<{ message: OutboxMessage; error: Error; attempt: number }>, owner = this.deps.owner): Promise<void> {
-    const { tuning, clock, events, store } = this.deps;
-    const now = clock.now();
-    const marks = items.map(({ message, error, attempt }) => {
-      const terminal = isPermanent(error) || attempt > tuning.maxRetryTimes;
-      const nextAttemptTime = terminal ? null : now + retryDelayMs(attempt, tuning, this.deps.random);
-      return { message, error, attempt, nextAttemptTime };
-    });
-    try {
-      await store.markFailed(marks.map((m) => ({ id: m.message.id, error: errorMessage(m.error), nextAttemptTime: m.nextAttemptTime })), owner, now);
-    } catch (err) {
-      this.deps.logger.error('could not record failed publishes', { count: items.length, error: errorMessage(err) });
-      return;
-    }
-    for (const m of marks) {
-      if (m.nextAttemptTime === null) {
-        this.deps.logger.warn('event failed for good; republish it by hand once the cause is fixed', { id: m.message.id, topic: m.message.topic, error: errorMessage(m.error) });
-        events.emit('terminalFailure', { id: m.message.id, topic: m.message.topic, attempt: m.attempt, error: m.error });
-      } else {
-        events.emit('retryScheduled', { id: m.message.id, topic: m.message.topic, attempt: m.attempt, nextAttemptTime: m.nextAttemptTime });
-      }
     }
   }
 
@@ -128,58 +101,36 @@ export class Dispatcher {
   private async localRetryPass(): Promise<void> {
     const { tuning, clock, publisher, store, owner } = this.deps;
     const now = clock.now();
-    const items = [...this.localQueue.values()].filter((i) => i.leaseUntil > now);
+    const items = this.localQueue.take(now);
     if (items.length === 0) return;
     const leaseUntil = now + tuning.leaseTime * 1000;
     // A row another replica claimed (its clock ran ahead, or this process stalled) is its to publish now.
     const held = new Set(await store.extendLease(items.map((i) => i.message.id), owner, leaseUntil, now));
-    for (const i of items) if (held.has(i.message.id)) i.leaseUntil = leaseUntil; else this.localQueue.delete(i.message.id);
+    for (const i of items) if (held.has(i.message.id)) i.leaseUntil = leaseUntil; else this.localQueue.remove(i.message.id);
     const mine = items.filter((i) => held.has(i.message.id));
     if (mine.length === 0) return;
     const outcome = await sendMessages(publisher, mine.map((i) => i.message), tuning);
-    for (const m of outcome.published) this.localQueue.delete(m.id);
-    const giveUp: Array<{ message: OutboxMessage; error: Error; attempt: number }> = [];
+    for (const m of outcome.published) this.localQueue.remove(m.id);
+    const giveUp: FailedPublish[] = [];
     for (const { message, error } of outcome.failed) {
       const item = this.localQueue.get(message.id);
       if (!item) continue;
       item.retries += 1;
       this.deps.events.emit('failed', { id: message.id, topic: message.topic, attempt: 1, error });
       if (item.retries >= tuning.localRetryTimes || isPermanent(error)) {
-        this.localQueue.delete(message.id);
+        this.localQueue.remove(message.id);
         giveUp.push({ message, error, attempt: 1 });
       }
     }
     await Promise.all([
       outcome.published.length > 0 ? this.markPublished(outcome.published.map((m) => m.id), 'local-retry') : undefined,
-      giveUp.length > 0 ? this.fail(giveUp) : undefined,
+      giveUp.length > 0 ? this.deps.failures.record(giveUp) : undefined,
     ]);
-  }
-
-  /**
-   * Drops local-queue items whose lease ran out (another replica may hold the row now; the row
-   * itself is safe in the table). Returns how many were dropped.
-   */
-  expireLocalQueue(): number {
-    const now = this.deps.clock.now();
-    let dropped = 0;
-    for (const [id, item] of this.localQueue) {
-      if (item.leaseUntil <= now) {
-        this.localQueue.delete(id);
-        dropped += 1;
-      }
-    }
-    return dropped;
   }
 
   /** Gives every row still in the local queue back to the database retry, due at once. */
   async releaseLocalQueue(): Promise<void> {
-    const ids = [...this.localQueue.keys()];
-    this.localQueue.clear();
+    const ids = this.localQueue.release();
     if (ids.length > 0) await this.deps.store.release(ids, this.deps.owner, this.deps.clock.now());
   }
-}
-
-/** A failure that retrying cannot fix (the broker refused the request itself). */
-export function isPermanent(error: unknown): boolean {
-  return error instanceof PublishError && error.permanent;
 }

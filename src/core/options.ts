@@ -155,23 +155,3 @@ export function resolveTuning(input: OutboxTuning, publisherPubsub?: string): Re
   }
   return out;
 }
-
-/**
- * Delay before attempt number `attempt + 1` of a row, milliseconds, drawn uniformly from
- * [max(floor, e / 2), max(e, min(ceiling, 2 * floor))] where e = min(ceiling, floor * 2^(attempt-1)),
- * floor = minimumRetryInterval and ceiling = maximumRetryInterval.
- *
- * From attempt 2 on this is "equal jitter" (half of the exponential delay fixed, half random).
- * The first retry would have e = floor and nothing left to spread, so its range is
- * [floor, 2 * floor] instead: rows that failed together (a sidecar outage) do not come back
- * together. The floor stays the shortest wait and the ceiling the longest; when they are equal
- * there is no room for jitter.
- */
-export function retryDelayMs(attempt: number, tuning: Pick<ResolvedTuning, 'minimumRetryInterval' | 'maximumRetryInterval'>, random: () => number = Math.random): number {
-  const floor = tuning.minimumRetryInterval * 1000;
-  const ceiling = tuning.maximumRetryInterval * 1000;
-  const exp = Math.min(ceiling, floor * 2 ** Math.max(0, Math.min(attempt - 1, 30)));
-  const low = Math.max(floor, exp / 2);
-  const high = Math.max(exp, Math.min(ceiling, 2 * floor));
-  return Math.round(Math.min(ceiling, Math.max(floor, low + random() * (high - low))));
-}

@@ -7,6 +7,8 @@ import type { TransactionPort } from '../ports/transactions';
 import { IntegrationEventBus } from './bus';
 import { DatabaseClock, systemClock, type Clock } from './clock';
 import { Dispatcher } from './dispatcher';
+import { Failures } from './failures';
+import { LocalRetryQueue } from './local-retry-queue';
 import { OutboxEmitter } from './events';
 import { consoleLogger, type Logger } from './logger';
 import { resolveInstanceId, resolveTuning, type OutboxTuning, type ResolvedTuning } from './options';
@@ -47,12 +49,12 @@ export class OutboxEngine extends OutboxEmitter {
   readonly logger: Logger;
   readonly owner: string;
   readonly bus: IntegrationEventBus;
-  readonly dispatcher: Dispatcher;
-  readonly store: OutboxStore;
   readonly inbox: InboxStore | undefined;
   readonly publisher: Publisher;
   /** The transactions the engine runs on (the subscription router runs its deliveries through them too). */
   readonly transactions: TransactionPort;
+  private readonly store: OutboxStore;
+  private readonly dispatcher: Dispatcher;
   private readonly processors: Processors;
   private readonly uowDeps: UnitOfWorkDeps;
   private closed = false;
@@ -68,16 +70,18 @@ export class OutboxEngine extends OutboxEmitter {
     this.inbox = ports.inbox;
     this.publisher = ports.publisher;
     this.transactions = ports.transactions;
-    this.dispatcher = new Dispatcher({
+    const deps = {
       store: ports.store,
       publisher: ports.publisher,
       tuning: this.tuning,
       clock: this.clock,
       logger: this.logger,
-      events: this,
+      events: this as OutboxEmitter,
       owner: this.owner,
       random: options.random,
-    });
+    };
+    const parts = { ...deps, localQueue: new LocalRetryQueue(), failures: new Failures(deps) };
+    this.dispatcher = new Dispatcher(parts);
     this.bus = new IntegrationEventBus({
       store: ports.store,
       transactions: ports.transactions,
@@ -94,18 +98,7 @@ export class OutboxEngine extends OutboxEmitter {
       owner: this.owner,
       leaseMs: this.tuning.leaseTime * 1000,
     };
-    this.processors = createProcessors({
-      store: ports.store,
-      inbox: ports.inbox,
-      dispatcher: this.dispatcher,
-      publisher: ports.publisher,
-      tuning: this.tuning,
-      clock: this.clock,
-      logger: this.logger,
-      events: this,
-      owner: this.owner,
-      random: options.random,
-    });
+    this.processors = createProcessors({ ...parts, inbox: ports.inbox, dispatcher: this.dispatcher });
   }
 
   /** Opens a unit of work (what the middleware does per request). */

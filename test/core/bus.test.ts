@@ -5,6 +5,7 @@ import { EventValidationError, IntegrationEvent } from '../../src';
 import { EventState } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { createTestService, UserRegistered, type TestService } from '../support/app';
+import { readRows } from '../support/rows';
 
 class CustomTopicEvent extends IntegrationEvent {
   static topic = 'users/custom';
@@ -36,7 +37,7 @@ for (const kind of testDialects()) {
       await tx.commit();
       await svc.outbox.drain();
       assert.deepEqual(svc.publisher.ids(), [event.id]);
-      const [row] = await svc.outbox.store.find([event.id]);
+      const [row] = await readRows(svc.outbox, [event.id]);
       assert.equal(row?.state, EventState.Published);
     });
 
@@ -47,7 +48,7 @@ for (const kind of testDialects()) {
       await tx.rollback();
       await svc.outbox.drain();
       assert.equal(svc.publisher.messages.length, 0);
-      assert.deepEqual(await svc.outbox.store.find([event.id]), []);
+      assert.deepEqual(await readRows(svc.outbox, [event.id]), []);
     });
 
     it('joins the ambient transaction of a managed Sequelize transaction', async () => {
@@ -65,7 +66,7 @@ for (const kind of testDialects()) {
       await svc.outbox.bus.publish(event);
       await svc.outbox.drain();
       assert.deepEqual(svc.publisher.ids(), [event.id]);
-      const [row] = await svc.outbox.store.find([event.id]);
+      const [row] = await readRows(svc.outbox, [event.id]);
       assert.equal(row?.state, EventState.Published);
     });
 
@@ -143,7 +144,7 @@ for (const kind of testDialects()) {
       const big = Object.assign(new UserRegistered('big', '1'), { blob: 'é'.repeat(1_500_000) });
       await svc.outbox.bus.publish(big);
       await svc.outbox.drain();
-      const [row] = await svc.outbox.store.find([big.id]);
+      const [row] = await readRows(svc.outbox, [big.id]);
       assert.equal(JSON.parse(row!.content).blob.length, 1_500_000);
       assert.equal(row?.state, EventState.Published);
     });

@@ -14,6 +14,7 @@ import { EventState } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { createTestService, UserRegistered, type TestService } from '../support/app';
 import { recordingLogger } from '../router/helpers';
+import { readRows } from '../support/rows';
 
 for (const kind of testDialects()) {
   describe(`the request's answer under the unit of work (${kind})`, () => {
@@ -239,7 +240,7 @@ for (const kind of testDialects()) {
         assert.equal(res.status, 202);
         await done;
         await svc.outbox.drain();
-        const [row] = await svc.outbox.store.find(svc.publisher.ids());
+        const [row] = await readRows(svc.outbox, svc.publisher.ids());
         assert.equal(row?.state, EventState.Published);
       });
     });

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
-import { EventState } from '../../src/extend';
+import { currentUnitOfWork, EventState } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { createTestService, type TestService } from '../support/app';
+import { readRows } from '../support/rows';
 
 for (const kind of testDialects()) {
   describe(`unit of work middleware (${kind})`, () => {
@@ -24,7 +25,7 @@ for (const kind of testDialects()) {
       await svc.outbox.drain();
       assert.equal(await svc.User.count(), 1);
       assert.equal(svc.publisher.messages.length, 1);
-      const [row] = await svc.outbox.store.find(svc.publisher.ids());
+      const [row] = await readRows(svc.outbox, svc.publisher.ids());
       assert.equal(row?.state, EventState.Published);
       assert.equal(row?.topic, 'UserRegistered');
       assert.equal(JSON.parse(row!.content).account, 'alice');
@@ -85,13 +86,18 @@ for (const kind of testDialects()) {
 
     it('leaves the row for the retry processor when publishing fails, and the response is unaffected', async () => {
       svc.publisher.down = true;
+      const failed: string[] = [];
+      svc.outbox.on('failed', (e) => failed.push(e.id));
       const res = await request(svc.app).post('/users').send({ account: 'gina', mobile: '1' });
       assert.equal(res.status, 201);
       await svc.outbox.drain();
       const stats = await svc.outbox.stats();
       assert.equal(stats.published, 0);
       assert.equal(stats.notPublished + stats.inProgress + stats.publishedFailed, 1);
-      assert.equal(svc.outbox.dispatcher.localQueue.size, 1);
+      assert.equal(failed.length, 1, 'the failed publish waits in the local queue');
+      svc.publisher.down = false;
+      assert.equal(await svc.outbox.runPass('retry-by-local-queue'), 1);
+      assert.equal(svc.publisher.messages.length, 1);
     });
 
     it('answers 5xx, not the handler\'s success, when the commit fails, and keeps nothing', async () => {
@@ -124,7 +130,7 @@ for (const kind of testDialects()) {
     });
 
     it('does not open a unit of work for GET', async () => {
-      svc.app.get('/probe', (_req, res) => res.json({ inUnitOfWork: Boolean(require('../../src').currentUnitOfWork()) }));
+      svc.app.get('/probe', (_req, res) => res.json({ inUnitOfWork: Boolean(currentUnitOfWork()) }));
       const res = await request(svc.app).get('/probe');
       assert.deepEqual(res.body, { inUnitOfWork: false });
     });

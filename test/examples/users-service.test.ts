@@ -10,6 +10,7 @@ import { DaprEmulator } from '../../src/testing';
 import { createUsersService, type UsersService } from '../../example/users/app';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { run, waitUntil } from '../support/processes';
+import { readRows } from '../support/rows';
 
 const root = join(__dirname, '..', '..');
 
@@ -62,7 +63,7 @@ for (const kind of testDialects()) {
       await svc.outbox.drain();
       await emu.idle();
       // The same event published again (a retry after a lost acknowledgement looks like this).
-      const [row] = await svc.outbox.store.find([res.body.eventId]);
+      const [row] = await readRows(svc.outbox, [res.body.eventId]);
       const again = new DaprPublisher({ daprPort: emu.port });
       await again.publish(row!);
       await again.close();

@@ -9,6 +9,7 @@ import { EventState } from '../../src/extend';
 import { DaprEmulator } from '../../src/testing';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { drain, makeOutbox, seedRows, type Harness } from './helpers';
+import { readRows } from '../support/rows';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -97,7 +98,7 @@ for (const kind of testDialects()) {
       await outbox.runInUnitOfWork(() => outbox.bus.publishAll([small[0]!, big, small[1]!]));
       await outbox.drain();
       assert.deepEqual(terminal, [big.id]);
-      const [row] = await outbox.store.find([big.id]);
+      const [row] = await readRows(outbox, [big.id]);
       assert.equal(row!.state, EventState.PublishedFailed);
       assert.equal(row!.nextAttemptTime, null);
       assert.match(row!.lastError ?? '', /413/);
@@ -124,7 +125,7 @@ for (const kind of testDialects()) {
           const ids = await seedRows(outbox, bulk ? 3 : 1, { topic: 'Uploads' }, clock.now());
           emu.faults.rejectNextPublishRequests(1, status);
           assert.equal(await outbox.runPass('retry-by-database'), ids.length);
-          const rows = await outbox.store.find(ids);
+          const rows = await readRows(outbox, ids);
           assert.ok(rows.every((r) => r.state === EventState.PublishedFailed && r.nextAttemptTime !== null), 'scheduled for a retry');
           assert.ok(rows.every((r) => new RegExp(String(status)).test(r.lastError ?? '')));
 

@@ -35,8 +35,8 @@ for (const kind of testDialects()) {
       await seedRows(outbox, 2, { state: 0, nextAttemptTime: t0 + 60_000, modificationTime: t0 - 10_000_000 }, t0);
 
       const batches: number[] = [];
-      const deletePublished = outbox.store.deletePublished.bind(outbox.store);
-      outbox.store.deletePublished = async (before, limit) => {
+      const deletePublished = h.store.deletePublished.bind(h.store);
+      h.store.deletePublished = async (before, limit) => {
         const n = await deletePublished(before, limit);
         batches.push(n);
         assert.equal(limit, 7);
@@ -61,9 +61,9 @@ for (const kind of testDialects()) {
       h = await makeOutbox(db.sequelize, { publishedExpireTime: 1, deleteBatchCount: 4 });
       const { outbox, clock } = h;
       await seedRows(outbox, 10, { state: 2, nextAttemptTime: null, lockOwner: null, lockedUntil: null, modificationTime: clock.now() - 5_000 }, clock.now());
-      const deletePublished = outbox.store.deletePublished.bind(outbox.store);
+      const deletePublished = h.store.deletePublished.bind(h.store);
       let calls = 0;
-      outbox.store.deletePublished = async (before, limit) => {
+      h.store.deletePublished = async (before, limit) => {
         if (++calls === 2) throw new Error('lock wait timeout exceeded');
         return deletePublished(before, limit);
       };
@@ -117,17 +117,18 @@ for (const kind of testDialects()) {
       publisher.down = true;
       await outbox.runInUnitOfWork(() => outbox.bus.publishAll([new Shipped(1), new Shipped(2), new Shipped(3)]));
       await outbox.drain();
-      assert.equal(outbox.dispatcher.localQueue.size, 3);
+      assert.equal(h.failed.length, 3, 'the three failed publishes wait in the local queue');
       const cleaned: unknown[] = [];
       outbox.on('cleaned', (e) => cleaned.push(e));
 
       assert.equal(await outbox.runPass('delete-local-queue-expired'), 0);
       clock.advance(31);
       assert.equal(await outbox.runPass('delete-local-queue-expired'), 3);
-      assert.equal(outbox.dispatcher.localQueue.size, 0);
       assert.deepEqual(cleaned, [{ published: 0, inbox: 0, localQueue: 3 }]);
 
       publisher.down = false;
+      assert.equal(await outbox.runPass('retry-by-local-queue'), 0, 'nothing is left to retry from memory');
+      assert.equal(publisher.messages.length, 0);
       assert.equal(await outbox.runPass('retry-by-database'), 3);
       assert.equal(publisher.messages.length, 3);
     });

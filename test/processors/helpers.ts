@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Sequelize } from 'sequelize';
-import { createOutbox, type Outbox, type OutboxOptions } from '../../src';
+import type { OutboxOptions } from '../../src';
+import { DEFAULT_TABLE_NAMES, SequelizeInboxStore, SequelizeOutboxStore } from '../../src/extend';
+import { Outbox } from '../../src/outbox';
 import { dialectOf, quoteIdent } from '../../src/adapters/sequelize/dialect';
 import type { Logger } from '../../src/core/logger';
 import type { OutboxMessage } from '../../src/ports/publisher';
@@ -72,10 +74,14 @@ export class GatedPublisher extends RecordingPublisher {
 
 export interface Harness {
   outbox: Outbox;
+  /** The outbox store the outbox was built on (tests read rows and inject faults through it). */
+  store: SequelizeOutboxStore;
   publisher: RecordingPublisher;
   clock: TestClock;
   logger: CapturingLogger;
   errors: Error[];
+  /** Event ids of every failed publish attempt the outbox reported, in order. */
+  failed: string[];
 }
 
 /** An outbox on `sequelize` with a test clock, a fixed jitter and a capturing logger; migrated. */
@@ -83,11 +89,18 @@ export async function makeOutbox(sequelize: Sequelize, options: Partial<OutboxOp
   const clock = (options.clock as TestClock | undefined) ?? new TestClock();
   const logger = (options.logger as CapturingLogger | undefined) ?? new CapturingLogger();
   const publisher = (options.publisher as RecordingPublisher | undefined) ?? new RecordingPublisher();
-  const outbox = createOutbox({ sequelize, publisher, clock, logger, random: () => 0.5, ...options });
+  const tables = { ...DEFAULT_TABLE_NAMES, ...(options.tables ?? {}) };
+  const store = new SequelizeOutboxStore(sequelize, tables.outbox);
+  const outbox = new Outbox(
+    { sequelize, publisher, clock, logger, random: () => 0.5, ...options },
+    { outbox: store, inbox: new SequelizeInboxStore(sequelize, tables.inbox), tables },
+  );
   await outbox.migrate();
   const errors: Error[] = [];
   outbox.on('error', (e) => errors.push(e));
-  return { outbox, publisher, clock, logger, errors };
+  const failed: string[] = [];
+  outbox.on('failed', (e) => failed.push(e.id));
+  return { outbox, store, publisher, clock, logger, errors, failed };
 }
 
 export interface SeedRow {

@@ -38,7 +38,7 @@ for (const kind of testDialects()) {
 
       // Seeded as sent once (the dead committer's attempt): this claim is attempt 2.
       assert.equal(await outbox.runPass('retry-by-database'), 1);
-      let [row] = await outbox.store.find([id!]);
+      let [row] = await h.store.find([id!]);
       assert.equal(row!.state, EventState.PublishedFailed);
       assert.equal(row!.timesSent, 2);
       // attempt 2: min(40, 10 * 2) = 20 s, equal jitter at random 0.5 -> 10 + 5 = 15 s.
@@ -50,13 +50,13 @@ for (const kind of testDialects()) {
       assert.equal(await outbox.runPass('retry-by-database'), 0, 'not due before its backoff');
       clock.t = t0 + 15_000;
       assert.equal(await outbox.runPass('retry-by-database'), 1);
-      [row] = await outbox.store.find([id!]);
+      [row] = await h.store.find([id!]);
       // attempt 3: min(40, 10 * 4) = 40 s (the ceiling), jittered to 30 s.
       assert.equal(row!.nextAttemptTime, clock.t + 30_000);
 
       clock.advance(30);
       assert.equal(await outbox.runPass('retry-by-database'), 1);
-      [row] = await outbox.store.find([id!]);
+      [row] = await h.store.find([id!]);
       assert.equal(row!.state, EventState.PublishedFailed);
       assert.equal(row!.nextAttemptTime, null, 'attempt 4 > maxRetryTimes 3: terminal');
       assert.deepEqual(failed, [2, 3, 4]);
@@ -104,7 +104,7 @@ for (const kind of testDialects()) {
       assert.equal(await outbox.runPass('retry-by-database'), 4);
       assert.deepEqual(published.sort(), [a[0]!, ...b].sort());
       assert.deepEqual(await outbox.stats(), { notPublished: 0, inProgress: 0, published: 4, publishedFailed: 0, terminalFailed: 1 });
-      const [again] = await outbox.store.find([a[0]!]);
+      const [again] = await h.store.find([a[0]!]);
       assert.equal(again!.timesSent, 1, 'a republished row starts counting again');
     });
 
@@ -114,12 +114,11 @@ for (const kind of testDialects()) {
       publisher.down = true;
       for (let i = 0; i < 20; i++) await outbox.runInUnitOfWork(() => outbox.bus.publish(new OrderPlaced(i)));
       await outbox.drain();
-      assert.equal(outbox.dispatcher.localQueue.size, 20);
+      assert.equal(h.failed.length, 20, 'all twenty wait in the local queue');
 
       // The local queue gives up after localRetryTimes and hands the rows to the database retry.
       await outbox.runPass('retry-by-local-queue');
       assert.equal(await outbox.runPass('retry-by-local-queue'), 20);
-      assert.equal(outbox.dispatcher.localQueue.size, 0);
       assert.equal((await outbox.stats()).publishedFailed, 20);
       assert.equal(await outbox.runPass('retry-by-database'), 0, 'backing off');
 
@@ -150,12 +149,12 @@ for (const kind of testDialects()) {
       clock.t = t0 + 30_000;
       assert.equal(await outbox.runPass('retry-by-database'), 30);
       assert.deepEqual(publisher.ids().sort(), [...ids].sort());
-      const rows = await outbox.store.find(ids);
+      const rows = await h.store.find(ids);
       assert.ok(rows.every((r) => r.state === EventState.Published && r.timesSent === 3 && r.lockOwner === null));
 
       // The dead replica waking up cannot undo it: its marks need its lock.
       await other.markFailed([{ id: ids[0]!, error: 'late', nextAttemptTime: clock.now() }], 'replica-that-dies', clock.now());
-      assert.equal((await outbox.store.find([ids[0]!]))[0]!.state, EventState.Published);
+      assert.equal((await h.store.find([ids[0]!]))[0]!.state, EventState.Published);
     });
 
     it('relays in bulk grouped by topic, and a partial failure fails only its own entries', async () => {
@@ -172,7 +171,7 @@ for (const kind of testDialects()) {
       assert.deepEqual([...publisher.bulkCalls].sort((x, y) => x - y), [5, 10]);
       assert.equal(failed.length, 3);
       assert.equal(published.length, 12);
-      const rows = await outbox.store.find([...a, ...b]);
+      const rows = await h.store.find([...a, ...b]);
       const byState = (s: number) => rows.filter((r) => r.state === s).map((r) => r.id).sort();
       assert.deepEqual(byState(EventState.PublishedFailed), [...failed].sort());
       assert.deepEqual(byState(EventState.Published), [...published].sort());
@@ -191,8 +190,8 @@ for (const kind of testDialects()) {
       h = await makeOutbox(db.sequelize, { retryBatchSize: 7 });
       await seedRows(h.outbox, 50, {}, h.clock.now());
       const claims: number[] = [];
-      const claimDue = h.outbox.store.claimDue.bind(h.outbox.store);
-      h.outbox.store.claimDue = async (...args) => {
+      const claimDue = h.store.claimDue.bind(h.store);
+      h.store.claimDue = async (...args) => {
         const rows = await claimDue(...args);
         claims.push(rows.length);
         return rows;
@@ -221,7 +220,7 @@ for (const kind of testDialects()) {
       assert.equal(await outbox.runPass('retry-by-database'), 6);
       assert.deepEqual(terminal, [poison]);
       assert.deepEqual(publisher.ids().sort(), [...good].sort());
-      const [row] = await outbox.store.find([poison!]);
+      const [row] = await h.store.find([poison!]);
       assert.equal(row!.nextAttemptTime, null);
       assert.match(row!.lastError ?? '', /not valid JSON/);
     });
@@ -232,12 +231,11 @@ for (const kind of testDialects()) {
       publisher.down = true;
       await outbox.runInUnitOfWork(() => outbox.bus.publish(new OrderPlaced(1)));
       await outbox.drain();
-      assert.equal(outbox.dispatcher.localQueue.size, 1);
+      assert.equal(h.failed.length, 1, 'the failed publish waits in the local queue');
       publisher.down = false;
       clock.advance(31);
       assert.equal(await outbox.runPass('retry-by-database'), 1);
-      assert.equal(outbox.dispatcher.localQueue.size, 0);
-      assert.equal(await outbox.runPass('retry-by-local-queue'), 0);
+      assert.equal(await outbox.runPass('retry-by-local-queue'), 0, 'the database retry took it over');
       assert.equal(publisher.messages.length, 1);
     });
 
@@ -245,9 +243,9 @@ for (const kind of testDialects()) {
       const logger = new CapturingLogger();
       h = await makeOutbox(db.sequelize, { logger, retryBatchSize: 25, clock: new TestClock() });
       await seedRows(h.outbox, 3, {}, h.clock.now());
-      const claimDue = h.outbox.store.claimDue.bind(h.outbox.store);
+      const claimDue = h.store.claimDue.bind(h.store);
       let calls = 0;
-      h.outbox.store.claimDue = async (...args) => {
+      h.store.claimDue = async (...args) => {
         if (calls++ === 0) throw new Error('connection lost');
         return claimDue(...args);
       };
@@ -267,9 +265,9 @@ for (const kind of testDialects()) {
     it('a failed Published mark is reported, and the next pass (or stop) marks the rows', async () => {
       h = await makeOutbox(db.sequelize);
       const first = await seedRows(h.outbox, 4, {}, h.clock.now());
-      const markPublished = h.outbox.store.markPublished.bind(h.outbox.store);
+      const markPublished = h.store.markPublished.bind(h.store);
       let fail = true;
-      h.outbox.store.markPublished = async (...args) => {
+      h.store.markPublished = async (...args) => {
         if (fail) throw new Error('deadlock found');
         return markPublished(...args);
       };
@@ -279,14 +277,14 @@ for (const kind of testDialects()) {
       assert.equal((await h.outbox.stats()).inProgress, 4);
       fail = false;
       assert.equal(await h.outbox.runPass('retry-by-database'), 0, 'nothing due: the rows are still leased');
-      assert.ok((await h.outbox.store.find(first)).every((r) => r.state === EventState.Published), 'marked by the next pass');
+      assert.ok((await h.store.find(first)).every((r) => r.state === EventState.Published), 'marked by the next pass');
 
       const second = await seedRows(h.outbox, 3, {}, h.clock.now());
       fail = true;
       assert.equal(await h.outbox.runPass('retry-by-database'), 3);
       fail = false;
       await h.outbox.stop();
-      assert.ok((await h.outbox.store.find(second)).every((r) => r.state === EventState.Published), 'marked by stop()');
+      assert.ok((await h.store.find(second)).every((r) => r.state === EventState.Published), 'marked by stop()');
       assert.equal(h.publisher.messages.length, 7, 'published once each');
     });
   });

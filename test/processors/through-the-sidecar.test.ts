@@ -4,6 +4,7 @@ import { EventState } from '../../src/extend';
 import { DaprEmulator } from '../../src/testing';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { drain, makeOutbox, seedRows, type Harness } from './helpers';
+import { readRows } from '../support/rows';
 
 /** Accepted publishes per event id, as the sidecar saw them. */
 function acceptedById(emu: DaprEmulator): Map<string, number> {
@@ -52,7 +53,7 @@ for (const kind of testDialects()) {
       const seen = acceptedById(emu);
       assert.ok(good.every((id) => seen.get(id) === 1), 'every good row published once');
       assert.ok(poison.every((id) => !seen.has(id)));
-      const rows = await outbox.store.find(poison);
+      const rows = await readRows(outbox, poison);
       assert.ok(rows.every((r) => r.state === EventState.PublishedFailed && r.nextAttemptTime === null));
       const errorOf = (id: string) => rows.find((r) => r.id === id)!.lastError ?? '';
       assert.match(errorOf(unparsable!), /not valid JSON/);
@@ -69,7 +70,7 @@ for (const kind of testDialects()) {
       assert.equal(await outbox.runPass('retry-by-database'), 10);
       const bulkRequests = emu.requests.filter((r) => r.path.includes('/publish/bulk/'));
       assert.equal(bulkRequests.length, 1, 'one bulk call for the topic');
-      const rows = await outbox.store.find(ids);
+      const rows = await readRows(outbox, ids);
       const failed = rows.filter((r) => r.state === EventState.PublishedFailed);
       assert.equal(failed.length, 3);
       assert.equal(rows.filter((r) => r.state === EventState.Published).length, 7);

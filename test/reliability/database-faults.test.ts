@@ -220,6 +220,7 @@ for (const kind of testDialects()) {
   describe(`reliability: a COMMIT whose answer is lost (${kind})`, () => {
     let db: TestDb;
     let engine: OutboxEngine;
+    let store: SequelizeOutboxStore;
     let publisher: RecordingPublisher;
     let transactions: LostCommitTransactions;
 
@@ -228,7 +229,8 @@ for (const kind of testDialects()) {
       await runMigrations(db.sequelize);
       publisher = new RecordingPublisher();
       transactions = new LostCommitTransactions(db.sequelize);
-      engine = new OutboxEngine({ store: new SequelizeOutboxStore(db.sequelize, 'integration_event_log'), publisher, transactions }, { logger: silentLogger });
+      store = new SequelizeOutboxStore(db.sequelize, 'integration_event_log');
+      engine = new OutboxEngine({ store, publisher, transactions }, { logger: silentLogger });
     });
     afterEach(async () => {
       await engine.close();
@@ -241,7 +243,7 @@ for (const kind of testDialects()) {
       await engine.runInUnitOfWork(() => engine.bus.publish(event));
       await engine.drain();
       assert.deepEqual(publisher.ids(), [event.id]);
-      const [row] = await engine.store.find([event.id]);
+      const [row] = await store.find([event.id]);
       assert.equal(row?.state, EventState.Published);
     });
 
@@ -254,7 +256,7 @@ for (const kind of testDialects()) {
       );
       await engine.drain();
       assert.deepEqual(publisher.ids(), []);
-      assert.deepEqual(await engine.store.find([event.id]), []);
+      assert.deepEqual(await store.find([event.id]), []);
     });
   });
 }

@@ -1,8 +1,11 @@
 import type { InboxStore } from '../../ports/inbox-store';
-import type { Dispatcher, DispatcherDeps } from '../dispatcher';
+import type { Dispatcher, DispatcherParts } from '../dispatcher';
 
-/** What the background processors work with: the dispatcher's dependencies, the dispatcher and the inbox. */
-export interface ProcessorContext extends DispatcherDeps {
+/**
+ * What the background processors work with: the dispatcher's dependencies (with the local retry
+ * queue and the failure rules), the dispatcher and the inbox.
+ */
+export interface ProcessorContext extends DispatcherParts {
   inbox?: InboxStore;
   dispatcher: Dispatcher;
 }

@@ -1,7 +1,7 @@
 import { PublishError } from '../../errors';
 import type { OutboxRecord } from '../../ports/outbox-store';
 import type { OutboxMessage } from '../../ports/publisher';
-import { isPermanent } from '../dispatcher';
+import { isPermanent } from '../failures';
 import type { OutboxEventMap, OutboxEventName } from '../events';
 import { errorMessage } from '../logger';
 import { sendMessages } from '../send';
@@ -23,7 +23,7 @@ const NAME = 'retry-by-database';
  *
  * The claim leases the rows to this process and counts an attempt (`timesSent`). They are
  * published through `sendMessages` (bulk, grouped by topic; a partial failure fails only its own
- * entries), the published ones are marked, and the failed ones go through `dispatcher.fail` with
+ * entries), the published ones are marked, and the failed ones go through `failures.record` with
  * `timesSent` as the attempt: a backoff with jitter, or terminal after `maxRetryTimes` or on a
  * permanent error. A row whose content is not JSON can never be published: it is failed at once,
  * as permanent, instead of costing every retry a slot.
@@ -104,7 +104,7 @@ export class RetryByDatabase {
   }
 
   private async claim(limit: number): Promise<OutboxRecord[]> {
-    const { store, clock, owner, tuning, dispatcher } = this.ctx;
+    const { store, clock, owner, tuning, localQueue } = this.ctx;
     const now = clock.now();
     let rows: OutboxRecord[];
     try {
@@ -115,7 +115,7 @@ export class RetryByDatabase {
     for (const r of rows) {
       this.held.set(r.id, 'claimed');
       // Only a row whose local lease ran out can be due; the database retry owns it now.
-      dispatcher.localQueue.delete(r.id);
+      localQueue.remove(r.id);
     }
     return rows;
   }
@@ -146,7 +146,7 @@ export class RetryByDatabase {
         }
         // Backoff or terminal, and the retryScheduled / terminalFailure events. A failed write is
         // logged there; the rows then stay leased and come back when the lease runs out.
-        await ctx.dispatcher.fail(
+        await ctx.failures.record(
           failures.map(({ message, error }) => ({ message, error, attempt: attempt.get(message.id) ?? 0 })),
           ctx.owner,
         );
