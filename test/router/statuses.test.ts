@@ -120,6 +120,13 @@ for (const mode of ['no inbox', ...testDialects()] as const) {
       assert.ok(logger.warnings().some((m) => /b is required/.test(m)));
     });
 
+    it("the validation function returns 'RETRY' (it cannot decide now): RETRY, the handler does not run", async () => {
+      let runs = 0;
+      const res = await deliver(appFor(async () => void runs++, { validate: () => 'RETRY' }));
+      assert.deepEqual(res.body, { status: 'RETRY' });
+      assert.equal(runs, 0);
+    });
+
     it('a schema (parse) rejects: DROP; accepts: the handler gets the parsed value', async () => {
       const schema = {
         parse(d: unknown) {
