@@ -31,14 +31,6 @@ export abstract class IntegrationEvent {
   }
 }
 
-/** The shape `bus.publish()` accepts: an IntegrationEvent or any object with the same fields. */
-export interface IntegrationEventLike {
-  id: string;
-  topic: string;
-  creationTime?: string | Date;
-  [field: string]: unknown;
-}
-
 /** The event type name stored in the outbox: the class name, or 'Object' for plain objects. */
 export function eventTypeName(event: object): string {
   const name = (event.constructor as { name?: string } | undefined)?.name;
