@@ -31,7 +31,11 @@ export abstract class IntegrationEvent {
   }
 }
 
-/** The event type name stored in the outbox: the class name, or 'Object' for plain objects. */
+/**
+ * The event type name stored in the outbox: the name of the event's constructor. A plain object
+ * (whose constructor is Object), an object without a prototype and an instance of an unnamed
+ * class all get 'IntegrationEvent'.
+ */
 export function eventTypeName(event: object): string {
   const name = (event.constructor as { name?: string } | undefined)?.name;
   return name && name !== 'Object' ? name : 'IntegrationEvent';

@@ -1,6 +1,12 @@
 /**
  * The outbox table's queries as small pure builders: text and parameters, testable as strings.
- * Parameters use `?` replacements, which Sequelize binds on every dialect.
+ * Parameters are `?` replacements (the store passes them as the `replacements` option). Sequelize
+ * does not bind replacements: it escapes each value with the dialect's escape and writes it into
+ * the SQL text before the statement is sent (hence the byte budget of insertStatements, which
+ * counts values as escaped). That is safe: every value goes through that escape. What is
+ * written into the text directly is no value: the table name, quoted by quoteIdent (createOutbox
+ * also checks it is letters, digits and _), LIMIT counts made integers with Math.trunc, `?` lists
+ * and this file's constants (columns, state numbers).
  */
 import { EventState, type RepublishFilter } from '../../ports/outbox-store';
 import type { OutboxMessage } from '../../ports/publisher';
