@@ -124,7 +124,7 @@ for (const kind of testDialects()) {
     });
 
     it('does not open a unit of work for GET', async () => {
-      svc.app.get('/probe', (_req, res) => res.json({ inUnitOfWork: Boolean(require('../../src').currentUnitOfWork()) }));
+      svc.app.get('/probe', (_req, res) => res.json({ inUnitOfWork: Boolean(require('../../src/extend').currentUnitOfWork()) }));
       const res = await request(svc.app).get('/probe');
       assert.deepEqual(res.body, { inUnitOfWork: false });
     });
