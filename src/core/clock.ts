@@ -27,11 +27,6 @@ export class DatabaseClock implements Clock {
     return this.local() + this.offset;
   }
 
-  /** The last measured offset of the database's clock from this process's, ms. */
-  get offsetMs(): number {
-    return this.offset;
-  }
-
   sync(): Promise<void> {
     if (!this.syncing) this.syncing = this.measure().finally(() => (this.syncing = null));
     return this.syncing;

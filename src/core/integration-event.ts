@@ -31,15 +31,11 @@ export abstract class IntegrationEvent {
   }
 }
 
-/** The shape `bus.publish()` accepts: an IntegrationEvent or any object with the same fields. */
-export interface IntegrationEventLike {
-  id: string;
-  topic: string;
-  creationTime?: string | Date;
-  [field: string]: unknown;
-}
-
-/** The event type name stored in the outbox: the class name, or 'Object' for plain objects. */
+/**
+ * The event type name stored in the outbox: the name of the event's constructor. A plain object
+ * (whose constructor is Object), an object without a prototype and an instance of an unnamed
+ * class all get 'IntegrationEvent'.
+ */
 export function eventTypeName(event: object): string {
   const name = (event.constructor as { name?: string } | undefined)?.name;
   return name && name !== 'Object' ? name : 'IntegrationEvent';

@@ -29,8 +29,6 @@ export interface OutboxRecord extends OutboxMessage {
 /** A transaction handle of the store's own kind (a Sequelize Transaction for the Sequelize store). */
 export type StoreTransaction = unknown;
 
-export interface NewOutboxRow extends OutboxMessage {}
-
 /** Which rows a manual republish concerns. */
 export interface RepublishFilter {
   ids?: readonly string[];
@@ -52,7 +50,7 @@ export interface OutboxStore {
    * are leased to `owner` until `leaseUntil`, so that no processor takes them while the committer
    * dispatches them. `now` (epoch ms, on the database's timeline) is their modification time.
    */
-  insert(rows: readonly NewOutboxRow[], tx: StoreTransaction | null, owner: string, leaseUntil: number, now: number): Promise<void>;
+  insert(rows: readonly OutboxMessage[], tx: StoreTransaction | null, owner: string, leaseUntil: number, now: number): Promise<void>;
   /**
    * Claims up to `limit` rows that are due (next attempt time <= now): marks them InProgress,
    * leased to `owner` until `leaseUntil`, counts an attempt, and returns them. Safe with many

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { BulkBatcher } from './bulk-delivery';
-import type { BrokerMessage, EmulatorCore } from './core';
+import type { BrokerMessage, EmulatorState } from './emulator-state';
 import { deliverSingle } from './delivery';
 import { CompiledSubscription } from './subscriptions';
 
@@ -21,7 +21,7 @@ export class Broker {
   private readonly apps = new Map<string, AttachedApp>();
   private readonly batchers = new Map<CompiledSubscription, BulkBatcher>();
 
-  constructor(private readonly core: EmulatorCore) {}
+  constructor(private readonly core: EmulatorState) {}
 
   /** Registers (or replaces) an app; a replaced app's pending bulk batches are delivered first. */
   attach(app: AttachedApp): void {

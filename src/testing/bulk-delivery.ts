@@ -13,7 +13,7 @@ import { appEndpoint } from './app-client';
 import { AnswerVerdict, readBulkAnswer } from './app-response';
 import type { AttachedApp } from './broker';
 import { CLOUDEVENT_CONTENT_TYPE, JSON_CONTENT_TYPE, OCTET_STREAM_CONTENT_TYPE } from './content-type';
-import type { BrokerMessage, EmulatorCore } from './core';
+import type { BrokerMessage, EmulatorState } from './emulator-state';
 import { deliveryHeaders, findRoute, readStoredEvent, recordDelivery } from './delivery-common';
 import { DEFAULT_BULK_EVENT_TYPE, hasExpired } from './envelope';
 import { messageOf } from './errors';
@@ -29,7 +29,7 @@ export class BulkBatcher {
   private release: (() => void) | undefined;
 
   constructor(
-    private readonly core: EmulatorCore,
+    private readonly core: EmulatorState,
     private readonly app: AttachedApp,
     private readonly sub: CompiledSubscription,
   ) {}
@@ -75,7 +75,7 @@ interface Entry {
 }
 
 /** Delivers one batch; never throws. */
-export async function deliverBulk(core: EmulatorCore, app: AttachedApp, sub: CompiledSubscription, msgs: BrokerMessage[]): Promise<void> {
+export async function deliverBulk(core: EmulatorState, app: AttachedApp, sub: CompiledSubscription, msgs: BrokerMessage[]): Promise<void> {
   try {
     await runBulk(core, app, sub, msgs);
   } catch (err) {
@@ -83,7 +83,7 @@ export async function deliverBulk(core: EmulatorCore, app: AttachedApp, sub: Com
   }
 }
 
-async function runBulk(core: EmulatorCore, app: AttachedApp, sub: CompiledSubscription, msgs: BrokerMessage[]): Promise<void> {
+async function runBulk(core: EmulatorState, app: AttachedApp, sub: CompiledSubscription, msgs: BrokerMessage[]): Promise<void> {
   const failed: Array<{ entry: Pick<Entry, 'msg' | 'eventId'>; reason: string }> = [];
   const giveUp = (): void => {
     for (const { entry, reason } of failed) {
@@ -155,7 +155,7 @@ async function runBulk(core: EmulatorCore, app: AttachedApp, sub: CompiledSubscr
 }
 
 async function sendWithRetries(
-  core: EmulatorCore,
+  core: EmulatorState,
   app: AttachedApp,
   sub: CompiledSubscription,
   path: string,

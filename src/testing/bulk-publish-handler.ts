@@ -3,7 +3,7 @@
  * onBulkPublish: validate the request, wrap each entry exactly as a single publish, publish
  * every entry, answer 204, or 500 with the failed entries (the others were published).
  */
-import type { EmulatorCore } from './core';
+import type { EmulatorState } from './emulator-state';
 import { ApiError, pubsubErrors } from './dapr-errors';
 import { buildEnvelope } from './envelope';
 import { goQuote, marshalGo } from './go-json';
@@ -24,7 +24,7 @@ interface PreparedEntry {
 }
 
 export async function handleBulkPublish(
-  core: EmulatorCore,
+  core: EmulatorState,
   sidecar: SidecarIdentity,
   req: Omit<PublishRequest, 'contentType'>,
 ): Promise<HttpAnswer> {

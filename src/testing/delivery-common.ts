@@ -3,7 +3,7 @@
  * route selection, the headers the sidecar sends, and the delivery record.
  */
 import type { AttachedApp } from './broker';
-import type { BrokerMessage, EmulatorCore } from './core';
+import type { BrokerMessage, EmulatorState } from './emulator-state';
 import { GoValue, isGoObject, parseFirstValue, toPlain } from './go-json';
 import { DeliveryOutcome } from './records';
 import { CompiledSubscription } from './subscriptions';
@@ -87,7 +87,7 @@ export function traceOf(event: unknown): { traceParent?: string; traceState?: st
 }
 
 export function recordDelivery(
-  core: EmulatorCore,
+  core: EmulatorState,
   app: AttachedApp,
   msg: BrokerMessage,
   fields: {

@@ -9,7 +9,7 @@ import { appEndpoint } from './app-client';
 import { readAnswer } from './app-response';
 import type { AttachedApp } from './broker';
 import { CLOUDEVENT_CONTENT_TYPE } from './content-type';
-import type { BrokerMessage, EmulatorCore } from './core';
+import type { BrokerMessage, EmulatorState } from './emulator-state';
 import { deliveryHeaders, findRoute, readStoredEvent, recordDelivery, traceOf } from './delivery-common';
 import { fromRawPayload, hasExpired } from './envelope';
 import { messageOf } from './errors';
@@ -21,7 +21,7 @@ import { CompiledSubscription } from './subscriptions';
 type RoundResult = { kind: 'done' } | { kind: 'stopped' } | { kind: 'failed'; reason: string; eventId: string | undefined };
 
 /** Runs until the message is acked, dead-lettered or dropped. Never throws. */
-export async function deliverSingle(core: EmulatorCore, app: AttachedApp, sub: CompiledSubscription, msg: BrokerMessage): Promise<void> {
+export async function deliverSingle(core: EmulatorState, app: AttachedApp, sub: CompiledSubscription, msg: BrokerMessage): Promise<void> {
   try {
     let attempt = 0;
     const nextAttempt = (): number => ++attempt;
@@ -40,7 +40,7 @@ export async function deliverSingle(core: EmulatorCore, app: AttachedApp, sub: C
 }
 
 async function deliveryRound(
-  core: EmulatorCore,
+  core: EmulatorState,
   app: AttachedApp,
   sub: CompiledSubscription,
   msg: BrokerMessage,

@@ -4,7 +4,7 @@
  */
 import type { AdminApi } from './admin-routes';
 import { AttachedApp } from './broker';
-import { EmulatorCore } from './core';
+import { EmulatorState } from './emulator-state';
 import { EmulatorError } from './errors';
 import { Faults } from './faults';
 import { checkAppId, checkAppUrl, checkNonEmptyString, checkPort, DaprEmulatorOptions, isTopicAllowed, resolveOptions } from './options';
@@ -53,14 +53,14 @@ export interface SidecarInfo {
  * await emu.stop();
  */
 export class DaprEmulator {
-  private readonly core: EmulatorCore;
+  private readonly core: EmulatorState;
   private readonly servers: SidecarServer[] = [];
   private readonly adminApi: AdminApi;
   private stopping: Promise<void> | undefined;
 
   private constructor(options: DaprEmulatorOptions) {
     const resolved = resolveOptions(options);
-    this.core = new EmulatorCore(resolved, () => this.closeConnections());
+    this.core = new EmulatorState(resolved, () => this.closeConnections());
     this.adminApi = {
       attachApp: (o) => this.attachApp(o),
       detachApp: (id) => this.detachApp(id),

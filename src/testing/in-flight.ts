@@ -24,10 +24,6 @@ export class InFlight {
     };
   }
 
-  get size(): number {
-    return this.count;
-  }
-
   /** Resolves once no token is held. */
   idle(): Promise<void> {
     if (this.count === 0) return Promise.resolve();

@@ -3,10 +3,10 @@
  * until it answers 2xx with a non-empty body, so the emulator always answers with the sidecar's
  * id, runtime version, pubsub components and its app's subscriptions.
  */
-import type { EmulatorCore } from './core';
+import type { EmulatorState } from './emulator-state';
 import { marshalGo, Marshalable } from './go-json';
 
-export function metadataBody(core: EmulatorCore, appId: string): string {
+export function metadataBody(core: EmulatorState, appId: string): string {
   const app = core.broker.app(appId);
   const subscriptions: Marshalable[] = (app?.subscriptions ?? []).map((sub) => ({
     pubsubname: sub.pubsubName,

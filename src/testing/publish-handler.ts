@@ -3,7 +3,7 @@
  * order: pubsub and topic checks, metadata, envelope, scopes, then the broker.
  */
 import { randomUUID } from 'node:crypto';
-import type { BrokerMessage, EmulatorCore } from './core';
+import type { BrokerMessage, EmulatorState } from './emulator-state';
 import { ApiError, pubsubErrors } from './dapr-errors';
 import { buildEnvelope } from './envelope';
 import { marshalGo } from './go-json';
@@ -29,7 +29,7 @@ export interface PublishRequest {
 }
 
 /** The checks daprd runs before anything else, in its order; undefined when the request may go on. */
-export function checkPubsubAndTopic(core: EmulatorCore, pubsubName: string, topic: string, metadata: Metadata): ApiError | undefined {
+export function checkPubsubAndTopic(core: EmulatorState, pubsubName: string, topic: string, metadata: Metadata): ApiError | undefined {
   if (pubsubName === '') return pubsubErrors.nameEmpty(metadata);
   if (!core.options.pubsubs.includes(pubsubName)) return pubsubErrors.notFound(pubsubName, metadata);
   if (topic === '') return pubsubErrors.topicEmpty(pubsubName, metadata);
@@ -42,7 +42,7 @@ export type BrokerWrite = { ok: true; messageId: string } | { ok: false; error: 
  * The component's Publish: the slowBroker wait, then an injected failure if one is due, then
  * the message is stored and its deliveries start.
  */
-export async function writeToBroker(core: EmulatorCore, msg: Omit<BrokerMessage, 'messageId'>): Promise<BrokerWrite> {
+export async function writeToBroker(core: EmulatorState, msg: Omit<BrokerMessage, 'messageId'>): Promise<BrokerWrite> {
   if (!(await core.faults.brokerDelay())) return { ok: false, error: 'the emulator is stopping' };
   const failure = core.faults.takePublishFailure();
   if (failure !== undefined) return { ok: false, error: failure };
@@ -51,7 +51,7 @@ export async function writeToBroker(core: EmulatorCore, msg: Omit<BrokerMessage,
   return { ok: true, messageId };
 }
 
-export async function handlePublish(core: EmulatorCore, sidecar: SidecarIdentity, req: PublishRequest): Promise<HttpAnswer> {
+export async function handlePublish(core: EmulatorState, sidecar: SidecarIdentity, req: PublishRequest): Promise<HttpAnswer> {
   const record = (status: number, fields: Partial<PublishRecord> = {}): void => {
     core.recorder.publishes.push({
       appId: sidecar.appId,

@@ -1,13 +1,13 @@
 /**
  * One sidecar: an HTTP server with daprd's pubsub-related API for one app id. Several sidecars
- * share one broker (EmulatorCore), which is how services in different processes reach each
+ * share one broker (held by the EmulatorState), which is how services in different processes reach each
  * other through a single emulator.
  */
 import http from 'node:http';
 import net from 'node:net';
 import { AdminApi, handleAdmin } from './admin-routes';
 import { handleBulkPublish } from './bulk-publish-handler';
-import type { EmulatorCore } from './core';
+import type { EmulatorState } from './emulator-state';
 import { healthErrors } from './dapr-errors';
 import { traceContextOf } from './envelope';
 import { EmulatorError, messageOf } from './errors';
@@ -24,7 +24,7 @@ export class SidecarServer {
   private boundPort = 0;
 
   constructor(
-    private readonly core: EmulatorCore,
+    private readonly core: EmulatorState,
     private readonly admin: AdminApi,
     readonly appId: string,
     private readonly apiToken: string | undefined,

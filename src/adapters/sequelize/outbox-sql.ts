@@ -1,8 +1,15 @@
 /**
  * The outbox table's queries as small pure builders: text and parameters, testable as strings.
- * Parameters use `?` replacements, which Sequelize binds on every dialect.
+ * Parameters are `?` replacements (the store passes them as the `replacements` option). Sequelize
+ * does not bind replacements: it escapes each value with the dialect's escape and writes it into
+ * the SQL text before the statement is sent (hence the byte budget of insertStatements, which
+ * counts values as escaped). That is safe: every value goes through that escape. What is
+ * written into the text directly is no value: the table name, quoted by quoteIdent (createOutbox
+ * also checks it is letters, digits and _), LIMIT counts made integers with Math.trunc, `?` lists
+ * and this file's constants (columns, state numbers).
  */
-import { EventState, type NewOutboxRow, type RepublishFilter } from '../../ports/outbox-store';
+import { EventState, type RepublishFilter } from '../../ports/outbox-store';
+import type { OutboxMessage } from '../../ports/publisher';
 import { quoteIdent, type SqlDialect } from './dialect';
 
 export interface Query {
@@ -19,7 +26,7 @@ const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(',
 export function insertRows(
   dialect: SqlDialect,
   table: string,
-  rows: readonly NewOutboxRow[],
+  rows: readonly OutboxMessage[],
   owner: string,
   leaseUntil: number,
   now: number,
@@ -55,14 +62,14 @@ export const INSERT_BUDGET_BYTES = 8 * 1024 * 1024;
 export function insertStatements(
   dialect: SqlDialect,
   table: string,
-  rows: readonly NewOutboxRow[],
+  rows: readonly OutboxMessage[],
   owner: string,
   leaseUntil: number,
   now: number,
   budget = INSERT_BUDGET_BYTES,
 ): Query[] {
   const out: Query[] = [];
-  let group: NewOutboxRow[] = [];
+  let group: OutboxMessage[] = [];
   let size = 0;
   for (const r of rows) {
     const n = escapedRowBytes(dialect, r);
@@ -79,7 +86,7 @@ export function insertStatements(
 }
 
 /** A row's share of the statement text: its strings as escaped for the dialect, plus the numbers and punctuation. */
-export function escapedRowBytes(dialect: SqlDialect, r: NewOutboxRow): number {
+export function escapedRowBytes(dialect: SqlDialect, r: OutboxMessage): number {
   const strings = [r.id, r.eventTypeName, r.topic, r.pubsubName, r.content, r.traceparent ?? '', r.tracestate ?? ''];
   return 200 + strings.reduce((sum, s) => sum + escapedBytes(dialect, s), 0);
 }

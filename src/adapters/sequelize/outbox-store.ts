@@ -2,12 +2,12 @@ import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type {
   EventState,
   FailedMark,
-  NewOutboxRow,
   OutboxRecord,
   OutboxStats,
   OutboxStore,
   RepublishFilter,
 } from '../../ports/outbox-store';
+import type { OutboxMessage } from '../../ports/publisher';
 import { dialectOf, supportsSkipLocked, type SqlDialect } from './dialect';
 import { inTransaction } from './transactions';
 import { prepareConnection, writeGateFor, type WriteGate } from './write-gate';
@@ -41,7 +41,7 @@ export class SequelizeOutboxStore implements OutboxStore {
     this.gate = writeGateFor(sequelize);
   }
 
-  async insert(rows: readonly NewOutboxRow[], tx: Transaction | null, owner: string, leaseUntil: number, now: number): Promise<void> {
+  async insert(rows: readonly OutboxMessage[], tx: Transaction | null, owner: string, leaseUntil: number, now: number): Promise<void> {
     if (rows.length === 0) return;
     const write = async (t: Transaction) => {
       for (const q of sql.insertStatements(this.dialect, this.table, rows, owner, leaseUntil, now)) await this.exec(q, t);

@@ -95,11 +95,6 @@ export class WriteGate {
   heldHere(): boolean {
     return held.getStore()?.has(this) ?? false;
   }
-
-  /** Whether `tx` holds the gate now. */
-  heldBy(tx: unknown): boolean {
-    return this.busy && tx !== undefined && tx !== null && this.holder === tx;
-  }
 }
 
 const gates = new WeakMap<Sequelize, WriteGate>();

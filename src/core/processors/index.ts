@@ -42,16 +42,6 @@ export interface Processors {
   readonly schedules: readonly Schedule[];
   /** Runs one pass by name (or joins the one running). Resolves with the pass's count. */
   run(name: ProcessorName): Promise<number>;
-  /** Claims, publishes and marks due rows; returns how many rows it claimed. */
-  retryByDatabase(): Promise<number>;
-  /** Retries the in-memory queue; returns how many items left it. */
-  retryByLocalQueue(): Promise<number>;
-  /** Deletes expired Published rows; returns how many. */
-  deletePublishedExpired(): Promise<number>;
-  /** Drops local-queue items whose lease ran out; returns how many. */
-  deleteLocalQueueExpired(): Promise<number>;
-  /** Deletes expired inbox entries; returns how many. */
-  cleanInbox(): Promise<number>;
 }
 
 export function createProcessors(ctx: ProcessorContext): Processors {
@@ -155,25 +145,5 @@ class BackgroundProcessors implements Processors {
     const p = this.passes[name];
     if (!p) return Promise.reject(new TypeError(`unknown processor '${String(name)}'; one of ${PROCESSOR_NAMES.join(', ')}`));
     return p.run();
-  }
-
-  retryByDatabase(): Promise<number> {
-    return this.run('retry-by-database');
-  }
-
-  retryByLocalQueue(): Promise<number> {
-    return this.run('retry-by-local-queue');
-  }
-
-  deletePublishedExpired(): Promise<number> {
-    return this.run('delete-published-expired');
-  }
-
-  deleteLocalQueueExpired(): Promise<number> {
-    return this.run('delete-local-queue-expired');
-  }
-
-  cleanInbox(): Promise<number> {
-    return this.run('clean-inbox');
   }
 }

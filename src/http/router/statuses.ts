@@ -19,10 +19,6 @@ export interface BulkEntryStatus {
   status: DaprStatus;
 }
 
-export function isDaprStatus(value: unknown): value is DaprStatus {
-  return value === SUCCESS || value === RETRY || value === DROP;
-}
-
 /**
  * Writes a JSON answer with plain node calls (no express helpers), so the router also works in an
  * Express 4 app. Does nothing when the client is gone or the answer was already sent.

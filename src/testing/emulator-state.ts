@@ -1,6 +1,6 @@
 /**
  * The state every part of the emulator shares: options, records, faults, in-flight work, the
- * stop signal, the app channel and the broker. One EmulatorCore per DaprEmulator; sidecars,
+ * stop signal, the app channel and the broker. One EmulatorState per DaprEmulator; sidecars,
  * the broker and deliveries all read it.
  */
 import { AppClient } from './app-client';
@@ -27,7 +27,7 @@ export interface BrokerMessage {
   eventId: string | undefined;
 }
 
-export class EmulatorCore {
+export class EmulatorState {
   readonly recorder: Recorder;
   readonly inFlight = new InFlight();
   readonly faults: Faults;
