@@ -1,24 +1,12 @@
-import type { OutboxStore } from '../ports/outbox-store';
 import type { OutboxMessage, Publisher } from '../ports/publisher';
-import type { Clock } from './clock';
-import type { OutboxEmitter } from './events';
-import { errorMessage, type Logger } from './logger';
-import { isPermanent, type FailedPublish, type Failures } from './failures';
+import { errorMessage } from './logger';
+import { isPermanent, type FailedPublish, type Failures, type FailuresDeps } from './failures';
 import type { LocalRetryQueue } from './local-retry-queue';
 import { MarkBatcher } from './mark-batcher';
-import type { ResolvedTuning } from './options';
 import { sendMessages } from './send';
 
-export interface DispatcherDeps {
-  store: OutboxStore;
+export interface DispatcherDeps extends FailuresDeps {
   publisher: Publisher;
-  tuning: ResolvedTuning;
-  clock: Clock;
-  logger: Logger;
-  events: OutboxEmitter;
-  /** Lock owner of the rows this process inserts and claims. */
-  owner: string;
-  random?: () => number;
 }
 
 /** What the dispatcher works with: its dependencies, the local retry queue and the failure rules. */

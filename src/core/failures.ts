@@ -43,6 +43,7 @@ export interface FailuresDeps {
   clock: Clock;
   logger: Logger;
   events: OutboxEmitter;
+  /** Lock owner of the rows this process inserts and claims. */
   owner: string;
   random?: () => number;
 }
