@@ -54,7 +54,7 @@ export class IntegrationEventBus {
     const leaseUntil = now + tuning.leaseTime * 1000;
     if (tx) {
       await store.insert(messages, tx, owner, leaseUntil, now);
-      transactions.afterCommit(tx, () => dispatcher.dispatch(messages));
+      transactions.afterCommit(tx, () => dispatcher.dispatchWhenStored(messages));
       return;
     }
     await store.insert(messages, null, owner, leaseUntil, now);

@@ -38,6 +38,26 @@ export class Dispatcher {
     this.track(this.send(messages));
   }
 
+  /**
+   * Dispatches messages written in a transaction the application ends itself, from its
+   * after-commit hook, once their rows are seen. Sequelize runs after-commit hooks even when
+   * COMMIT failed, and PostgreSQL answers the COMMIT of an aborted transaction with a silent
+   * ROLLBACK: without the check, an event whose row was never kept would be published.
+   */
+  dispatchWhenStored(messages: readonly OutboxMessage[]): void {
+    if (messages.length === 0) return;
+    this.track(
+      (async () => {
+        // The rows were written together: one of them tells whether the transaction kept them.
+        if ((await this.deps.store.find([messages[0]!.id])).length === 0) {
+          this.deps.logger.warn('the transaction did not keep its events; nothing is published', { ids: messages.map((m) => m.id) });
+          return;
+        }
+        await this.send(messages);
+      })(),
+    );
+  }
+
   /** Waits for every dispatch and mark started so far. */
   async drain(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);

@@ -51,6 +51,25 @@ for (const kind of testDialects()) {
       assert.deepEqual(await readRows(svc.outbox, [event.id]), []);
     });
 
+    if (kind === 'sqlite') {
+      it('publishes nothing when the COMMIT of the transaction it joined fails (after-commit hooks run anyway)', async () => {
+        // A deferred foreign key is checked at COMMIT: the writes succeed, COMMIT fails.
+        await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
+        await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+        const event = new UserRegistered('orphan', '1');
+        await assert.rejects(
+          db.sequelize.transaction(async () => {
+            await db.sequelize.query('INSERT INTO children (id, parent_id) VALUES (1, 99)');
+            await svc.outbox.bus.publish(event);
+          }),
+          /FOREIGN KEY/,
+        );
+        await svc.outbox.drain();
+        assert.equal(svc.publisher.messages.length, 0);
+        assert.deepEqual(await readRows(svc.outbox, [event.id]), []);
+      });
+    }
+
     it('joins the ambient transaction of a managed Sequelize transaction', async () => {
       const event = new UserRegistered('managed', '1');
       await db.sequelize.transaction(async () => {
