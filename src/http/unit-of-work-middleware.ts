@@ -217,11 +217,16 @@ class HeldResponse {
     }
   }
 
-  /** Puts back the status and headers of the answer, should anything have changed them since. */
+  /**
+   * Puts back the status and headers of the answer, should anything have changed them since.
+   * When a held write, `writeHead()` or `flushHeaders()` before the end sent them already, they
+   * are what the client got, and stand as they are.
+   */
   private restoreAnswer(): void {
     const { res, answer } = this;
     if (!answer) return;
     delete (res as { headersSent?: boolean }).headersSent;
+    if (res.headersSent) return;
     res.statusCode = answer.status;
     res.statusMessage = answer.message;
     for (const name of res.getHeaderNames()) if (!(name in answer.headers)) res.removeHeader(name);

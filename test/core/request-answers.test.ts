@@ -108,6 +108,31 @@ for (const kind of testDialects()) {
       });
     });
 
+    describe('an answer in pieces: every piece goes out, and nothing crashes', () => {
+      const pieces: Array<[string, (res: express.Response) => void, string]> = [
+        ['res.write() then res.end()', (res) => (res.write('one,'), res.end('two')), 'one,two'],
+        ['res.writeHead() then res.end()', (res) => (res.writeHead(201, { 'content-type': 'text/plain' }), res.end('hello')), 'hello'],
+        ['res.flushHeaders() then res.end()', (res) => (res.status(201).type('text/plain').flushHeaders(), res.end('bye')), 'bye'],
+      ];
+      for (const [name, answer, body] of pieces) {
+        it(name, async () => {
+          svc.app.post('/pieces', async (_req, res) => {
+            await svc.User.create({ account: 'pieces', mobile: '1' });
+            answer(res);
+          });
+          const res = await request(svc.app).post('/pieces').buffer(true).parse((r, done) => {
+            let text = '';
+            r.on('data', (c: Buffer) => (text += c.toString()));
+            r.on('end', () => done(null, text));
+          });
+          assert.equal(res.body, body);
+          await settle();
+          assert.deepEqual(uncaught, []);
+          assert.equal(await svc.User.count(), 1);
+        });
+      }
+    });
+
     it('a streamed answer keeps its backpressure: a client that does not read stalls the producer', async function () {
       this.timeout(60_000);
       const total = 128 * 1024 * 1024;
