@@ -194,6 +194,25 @@ describe('SQLite writes (one writer at a time)', () => {
     });
   });
 
+  describe('a failed COMMIT', () => {
+    it('gives the write lock back: the next requests and units of work go on', async function () {
+      this.timeout(30_000);
+      // A deferred foreign key is checked at COMMIT: the handler's write succeeds, COMMIT fails.
+      await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
+      await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+      svc.app.post('/orphan', async (_req, res) => {
+        await db.sequelize.query('INSERT INTO children (parent_id) VALUES (42)');
+        res.status(201).json({ ok: true });
+      });
+      assert.equal((await request(svc.app).post('/orphan').send({})).status, 500);
+      for (let i = 0; i < 2; i++) assert.equal((await request(svc.app).post('/users').send({ account: `after-${i}`, mobile: '1' })).status, 201);
+      await svc.outbox.runInUnitOfWork(() => svc.User.create({ account: 'job', mobile: '1' }));
+      await svc.outbox.drain();
+      assert.equal(await svc.User.count(), 3);
+      assert.equal(svc.publisher.messages.length, 2);
+    });
+  });
+
   describe('an in-memory database', () => {
     it('is refused with a clear error by createOutbox and by the router', async () => {
       const memory = new Sequelize({ dialect: 'sqlite', storage: ':memory:', logging: false });

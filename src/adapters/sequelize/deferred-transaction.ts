@@ -126,9 +126,28 @@ function defineDeferred(Transaction: Base): new (sequelize: Sequelize, options: 
       }
       try {
         await super.commit();
+      } catch (err) {
+        await this.abandon();
+        throw err;
       } finally {
         this.giveGateBack();
       }
+    }
+
+    /**
+     * After a failed COMMIT, SQLite keeps the transaction open (a deferred foreign key, say), and
+     * Sequelize neither rolls it back nor closes the connection: its write lock would stay taken
+     * until the process ends. Roll it back and close the connection here.
+     */
+    private async abandon(): Promise<void> {
+      const sequelize = (this as unknown as { sequelize: Sequelize }).sequelize;
+      const conn = this.conn as (Connection & { run?(sql: string, cb: () => void): void; close?(cb: () => void): void; open?: boolean }) | undefined;
+      if (sequelize.getDialect() !== 'sqlite' || !conn?.run || !conn.close) return;
+      await new Promise<void>((resolve) => conn.run!('ROLLBACK', () => resolve()));
+      if (conn.open !== false) await new Promise<void>((resolve) => conn.close!(() => resolve()));
+      const manager = (sequelize as unknown as { connectionManager: { connections?: Record<string, unknown> } }).connectionManager;
+      const id = (this as unknown as Internals).id;
+      if (manager.connections?.[id] === conn) delete manager.connections[id];
     }
 
     async rollback(): Promise<void> {
