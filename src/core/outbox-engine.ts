@@ -13,7 +13,7 @@ import { OutboxEmitter } from './events';
 import { consoleLogger, type Logger } from './logger';
 import { resolveInstanceId, resolveTuning, type OutboxTuning, type ResolvedTuning } from './options';
 import { createProcessors, type ProcessorName, type Processors } from './processors';
-import { beginUnitOfWork, currentUnitOfWork, type UnitOfWork, type UnitOfWorkDeps } from './unit-of-work';
+import { beginUnitOfWork, currentUnitOfWork, UnitOfWork, type UnitOfWorkDeps } from './unit-of-work';
 
 export interface EngineOptions extends OutboxTuning {
   /**
@@ -110,7 +110,9 @@ export class OutboxEngine extends OutboxEmitter {
    * Runs `fn` in a unit of work outside HTTP (a job, a script): commits when it resolves, rolls
    * back when it throws. Called inside an open unit of work (a request, or another
    * `runInUnitOfWork`), it joins that one: its writes and events commit with the outer unit of
-   * work, and an error it throws marks the outer one rollback-only.
+   * work, and an error it throws marks the outer one rollback-only. Called inside a transaction
+   * it does not own (a subscription handler's delivery, `sequelize.transaction(...)`), it joins
+   * that transaction the same way: its events are written in it, and dispatched once it commits.
    *
    * ```ts
    * await outbox.runInUnitOfWork(async () => {
@@ -128,6 +130,13 @@ export class OutboxEngine extends OutboxEmitter {
         outer.markRollbackOnly(err);
         throw err;
       }
+    }
+    const ambient = this.transactions.current();
+    if (ambient !== undefined && ambient !== outer?.transaction) {
+      const joined = new UnitOfWork(ambient, this.uowDeps, outer?.trace, true);
+      const result = await joined.run(() => fn(joined));
+      await joined.commit();
+      return result;
     }
     const uow = await this.beginUnitOfWork();
     let result: T;

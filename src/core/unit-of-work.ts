@@ -45,6 +45,11 @@ export class UnitOfWork {
     private readonly deps: UnitOfWorkDeps,
     /** Trace context of the request, passed on to its events. */
     readonly trace: { traceparent?: string; tracestate?: string } = {},
+    /**
+     * True when the transaction is someone else's (a delivery's, or one the application opened):
+     * completing writes the events in it, and its owner commits or rolls it back.
+     */
+    private readonly joined = false,
   ) {}
 
   get isOpen(): boolean {
@@ -105,6 +110,15 @@ export class UnitOfWork {
     this.status = 'completing';
     const { store, transactions, dispatcher, clock, owner, leaseMs } = this.deps;
     const events = this.buffer.splice(0);
+    if (this.joined) {
+      if (events.length > 0) {
+        const now = clock.now();
+        await store.insert(events, this.transaction, owner, now + leaseMs, now);
+        transactions.afterCommit(this.transaction, () => dispatcher.dispatchWhenStored(events));
+      }
+      this.status = 'committed';
+      return;
+    }
     try {
       const now = clock.now();
       if (events.length > 0) await store.insert(events, this.transaction, owner, now + leaseMs, now);
@@ -134,6 +148,7 @@ export class UnitOfWork {
 
   private async abort(): Promise<void> {
     this.status = 'rolled-back';
+    if (this.joined) return;
     await this.deps.transactions.rollback(this.transaction).catch(() => {});
   }
 }
