@@ -21,8 +21,11 @@ async function main(): Promise<void> {
   if (databaseUrl.startsWith('sqlite:')) mkdirSync('./data', { recursive: true });
   const sequelize = new Sequelize(databaseUrl, { logging: false });
 
-  // Without a real sidecar, the emulator plays daprd for this app (app id 'users').
-  const emulator = process.env.DAPR_HTTP_PORT ? undefined : await DaprEmulator.start({ appId: 'users', appApiToken: process.env.APP_API_TOKEN });
+  // Without a real sidecar, the emulator plays daprd for this app (app id 'users'). It keeps the
+  // last 1,000 records of what it did, as the CLI does, so a long-running service stays flat.
+  const emulator = process.env.DAPR_HTTP_PORT
+    ? undefined
+    : await DaprEmulator.start({ appId: 'users', appApiToken: process.env.APP_API_TOKEN, recordLimit: 1000 });
   const publisher = new DaprPublisher({ pubsubName: 'pubsub', daprPort: emulator?.port ?? process.env.DAPR_HTTP_PORT });
   const service = await createUsersService({ sequelize, publisher });
   service.outbox.start();

@@ -38,15 +38,21 @@ export function toOutboxMessage(
     throw new EventValidationError('the event has no topic (a non-empty string)', { eventId: typeof e.id === 'string' ? e.id : undefined });
   }
   if (topic.length > 255) throw new EventValidationError(`the topic is ${topic.length} characters long; at most 255`, { topic: topic.slice(0, 40) });
+  const badTopic = unstorable(topic);
+  if (badTopic) throw new EventValidationError(`the topic ${badTopic}`, { topic: JSON.stringify(topic).slice(1, 41) });
   const id = e.id;
   if (typeof id !== 'string' || id.length === 0 || id.length > 64) {
     throw new EventValidationError('the event id must be a string of 1 to 64 characters', { topic });
   }
+  const badId = unstorable(id);
+  if (badId) throw new EventValidationError(`the event id ${badId}`, { topic });
   const pubsubName = options.pubsubName ?? defaults.pubsubName;
   if (typeof pubsubName !== 'string' || pubsubName.trim() === '') throw new EventValidationError('pubsubName must be a non-empty string', { eventId: id, topic });
   if (pubsubName.length > MAX_PUBSUB_NAME_LENGTH) {
     throw new EventValidationError(`pubsubName is ${pubsubName.length} characters long; at most ${MAX_PUBSUB_NAME_LENGTH}`, { eventId: id, topic });
   }
+  const badPubsub = unstorable(pubsubName);
+  if (badPubsub) throw new EventValidationError(`pubsubName ${badPubsub}`, { eventId: id, topic });
   let content: string;
   try {
     content = JSON.stringify(event);
@@ -73,4 +79,18 @@ export function toOutboxMessage(
     tracestate: (options.tracestate ?? trace?.tracestate)?.slice(0, 512) ?? null,
     creationTime: Number.isFinite(creationTime) ? creationTime : defaults.now,
   };
+}
+
+/** A lone UTF-16 surrogate: no valid UTF-8 for it, so no database column or URL can carry it as given. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Why a name or id could not be stored and sent back unchanged, or undefined: a NUL character
+ * (SQLite's statement text ends there, PostgreSQL's text columns refuse it) or a lone surrogate
+ * (it would be stored or sent as U+FFFD, a different topic or id).
+ */
+function unstorable(value: string): string | undefined {
+  if (value.includes('\u0000')) return 'contains a NUL character (U+0000)';
+  if (LONE_SURROGATE.test(value)) return 'contains a lone UTF-16 surrogate (not valid Unicode text)';
+  return undefined;
 }

@@ -135,6 +135,9 @@ for (const kind of testDialects()) {
         ],
         ['a BigInt field', () => Object.assign(new UserRegistered('x', '1'), { big: 10n }), /not JSON-serialisable/],
         ['larger than maxEventBytes', () => Object.assign(new UserRegistered('x', '1'), { blob: 'x'.repeat(5 * 1024 * 1024) }), /maxEventBytes/],
+        ['a NUL character in the topic', () => Object.assign(new UserRegistered('x', '1'), { topic: 'a\u0000b' }), /topic contains a NUL character/],
+        ['a NUL character in the id', () => Object.assign(new UserRegistered('x', '1'), { id: 'n\u00002' }), /event id contains a NUL character/],
+        ['a lone surrogate in the topic', () => Object.assign(new UserRegistered('x', '1'), { topic: 'a\uD800' }), /topic contains a lone UTF-16 surrogate/],
       ];
       for (const [name, make, message] of cases) {
         it(name, async () => {
@@ -143,6 +146,20 @@ for (const kind of testDialects()) {
           assert.equal(stats.notPublished + stats.inProgress + stats.published, 0);
         });
       }
+
+      it('a lone surrogate in the pubsub name', async () => {
+        await assert.rejects(
+          svc.outbox.bus.publish(new UserRegistered('x', '1'), { pubsubName: 'pub\uDC00sub' }),
+          (err: unknown) => err instanceof EventValidationError && /pubsubName contains a lone UTF-16 surrogate/.test(err.message),
+        );
+      });
+
+      it('a topic with an emoji (a surrogate pair) is fine', async () => {
+        const event = Object.assign(new UserRegistered('x', '1'), { topic: 'orders-\u{1F680}' });
+        await svc.outbox.bus.publish(event);
+        await svc.outbox.drain();
+        assert.deepEqual(svc.publisher.messages.map((m) => m.topic), ['orders-\u{1F680}']);
+      });
 
       it('inside a request: the handler fails, nothing is written', async () => {
         const app = express();

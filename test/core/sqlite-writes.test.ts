@@ -226,5 +226,17 @@ describe('SQLite writes (one writer at a time)', () => {
         await memory.close();
       }
     });
+
+    it('an empty storage path (each connection would get a private database) is refused too', async () => {
+      const empty = new Sequelize({ dialect: 'sqlite', storage: '', logging: false });
+      try {
+        assert.throws(
+          () => createOutbox({ sequelize: empty, publisher: new RecordingPublisher() }),
+          (err: unknown) => err instanceof OutboxConfigError && /empty storage path/.test(err.message),
+        );
+      } finally {
+        await empty.close();
+      }
+    });
   });
 });

@@ -121,13 +121,17 @@ export function writeGateFor(sequelize: Sequelize): WriteGate {
   return gate;
 }
 
-/** Whether the Sequelize instance is an in-memory SQLite database (one connection shared by all). */
+/**
+ * Whether the Sequelize instance is an SQLite database that its connections cannot share: in
+ * memory (one connection shared by every transaction), or an empty path (SQLite opens a private
+ * temporary database for each connection).
+ */
 export function isSqliteMemory(sequelize: Sequelize): boolean {
   if (sequelize.getDialect() !== 'sqlite') return false;
   const o = (sequelize as unknown as { options: { storage?: string; host?: string } }).options;
   // As Sequelize's SQLite connection manager picks the file (`sqlite::memory:` leaves host '').
   const storage = o.storage ?? (o.host || ':memory:');
-  return storage === ':memory:' || storage.startsWith('file::memory:');
+  return storage === '' || storage === ':memory:' || storage.startsWith('file::memory:');
 }
 
 /**
@@ -139,7 +143,7 @@ export function refuseSqliteMemory(sequelize: Sequelize): void {
   throw new OutboxConfigError(
     'sequelize',
     ':memory:',
-    "must not be an in-memory SQLite database: Sequelize shares one connection among all its transactions there, so concurrent requests would see and undo each other's writes. Use a file, e.g. new Sequelize('sqlite:./data/app.db'), or a temporary file in tests",
+    "must not be an in-memory SQLite database (nor an empty storage path): Sequelize shares one connection among all its transactions in memory, so concurrent requests would see and undo each other's writes, and an empty path gives each connection a private database. Use a file, e.g. new Sequelize('sqlite:./data/app.db'), or a temporary file in tests",
   );
 }
 
