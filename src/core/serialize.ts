@@ -39,7 +39,7 @@ export function toOutboxMessage(
   }
   if (topic.length > 255) throw new EventValidationError(`the topic is ${topic.length} characters long; at most 255`, { topic: topic.slice(0, 40) });
   const badTopic = unstorable(topic);
-  if (badTopic) throw new EventValidationError(`the topic ${badTopic}`, { topic: JSON.stringify(topic).slice(1, 41) });
+  if (badTopic) throw new EventValidationError(`the topic ${badTopic}`, { topic: JSON.stringify(topic).slice(1, -1).slice(0, 40) });
   const id = e.id;
   if (typeof id !== 'string' || id.length === 0 || id.length > 64) {
     throw new EventValidationError('the event id must be a string of 1 to 64 characters', { topic });
