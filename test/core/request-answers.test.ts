@@ -167,6 +167,7 @@ for (const kind of testDialects()) {
           last = produced;
           await new Promise((resolve) => setTimeout(resolve, 250));
         }
+        console.log(`      backpressure: ${(produced / 1024 / 1024).toFixed(1)} MiB of 128 MiB produced before the producer waited`);
         assert.ok(produced < 32 * 1024 * 1024, `the producer went on to ${produced} bytes while nobody read`);
         assert.equal(await svc.User.count(), 1, 'the unit of work committed when the answer started');
       } finally {
