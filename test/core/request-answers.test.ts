@@ -177,6 +177,45 @@ for (const kind of testDialects()) {
       }
     });
 
+    if (kind === 'sqlite') {
+      it('a streamed answer whose commit fails gets the 500, and the stream going on after it crashes nothing', async () => {
+        // A deferred foreign key is checked at COMMIT: the handler's write succeeds, COMMIT fails.
+        await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
+        await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+        svc.app.post('/doomed-stream', async (_req, res) => {
+          await db.sequelize.query('INSERT INTO children (parent_id) VALUES (42)');
+          res.status(200).type('text/plain');
+          Readable.from(['a', 'b', 'c', 'd'].map((c) => c.repeat(64 * 1024))).pipe(res);
+        });
+        const res = await request(svc.app).post('/doomed-stream').send({});
+        assert.equal(res.status, 500);
+        assert.deepEqual(res.body, { error: 'UnitOfWorkError', message: 'the request could not be committed' });
+        await settle();
+        assert.deepEqual(uncaught, []);
+      });
+
+      it('a handler that keeps writing after its failed commit was answered 500 crashes nothing', async () => {
+        await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
+        await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+        let wrote!: () => void;
+        const done = new Promise<void>((resolve) => (wrote = resolve));
+        svc.app.post('/doomed-writes', async (_req, res) => {
+          await db.sequelize.query('INSERT INTO children (parent_id) VALUES (42)');
+          res.write('first');
+          setTimeout(() => {
+            res.write('second');
+            res.end('last');
+            wrote();
+          }, 50);
+        });
+        const res = await request(svc.app).post('/doomed-writes').send({});
+        assert.equal(res.status, 500);
+        await done;
+        await settle();
+        assert.deepEqual(uncaught, []);
+      });
+    }
+
     describe("a transaction of the app's own inside a request: the innermost transaction wins", () => {
       it('an event published in a managed transaction that rolls back is neither stored nor published', async () => {
         svc.app.post('/inner-rollback', async (req, res) => {
