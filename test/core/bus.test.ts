@@ -6,6 +6,7 @@ import { EventState } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { createTestService, UserRegistered, type TestService } from '../support/app';
 import { readRows } from '../support/rows';
+import { createDeferredForeignKey, ORPHAN_INSERT } from '../support/failing-commit';
 
 class CustomTopicEvent extends IntegrationEvent {
   static topic = 'users/custom';
@@ -53,13 +54,11 @@ for (const kind of testDialects()) {
 
     if (kind === 'sqlite') {
       it('publishes nothing when the COMMIT of the transaction it joined fails (after-commit hooks run anyway)', async () => {
-        // A deferred foreign key is checked at COMMIT: the writes succeed, COMMIT fails.
-        await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
-        await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+        await createDeferredForeignKey(db.sequelize);
         const event = new UserRegistered('orphan', '1');
         await assert.rejects(
           db.sequelize.transaction(async () => {
-            await db.sequelize.query('INSERT INTO children (id, parent_id) VALUES (1, 99)');
+            await db.sequelize.query(ORPHAN_INSERT);
             await svc.outbox.bus.publish(event);
           }),
           /FOREIGN KEY/,

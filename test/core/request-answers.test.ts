@@ -15,6 +15,7 @@ import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { createTestService, UserRegistered, type TestService } from '../support/app';
 import { recordingLogger } from '../router/helpers';
 import { readRows } from '../support/rows';
+import { createDeferredForeignKey, ORPHAN_INSERT } from '../support/failing-commit';
 
 for (const kind of testDialects()) {
   describe(`the request's answer under the unit of work (${kind})`, () => {
@@ -179,11 +180,9 @@ for (const kind of testDialects()) {
 
     if (kind === 'sqlite') {
       it('a streamed answer whose commit fails gets the 500, and the stream going on after it crashes nothing', async () => {
-        // A deferred foreign key is checked at COMMIT: the handler's write succeeds, COMMIT fails.
-        await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
-        await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+        await createDeferredForeignKey(db.sequelize);
         svc.app.post('/doomed-stream', async (_req, res) => {
-          await db.sequelize.query('INSERT INTO children (parent_id) VALUES (42)');
+          await db.sequelize.query(ORPHAN_INSERT);
           res.status(200).type('text/plain');
           Readable.from(['a', 'b', 'c', 'd'].map((c) => c.repeat(64 * 1024))).pipe(res);
         });
@@ -195,12 +194,11 @@ for (const kind of testDialects()) {
       });
 
       it('a handler that keeps writing after its failed commit was answered 500 crashes nothing', async () => {
-        await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
-        await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+        await createDeferredForeignKey(db.sequelize);
         let wrote!: () => void;
         const done = new Promise<void>((resolve) => (wrote = resolve));
         svc.app.post('/doomed-writes', async (_req, res) => {
-          await db.sequelize.query('INSERT INTO children (parent_id) VALUES (42)');
+          await db.sequelize.query(ORPHAN_INSERT);
           res.write('first');
           setTimeout(() => {
             res.write('second');

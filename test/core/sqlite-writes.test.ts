@@ -12,6 +12,7 @@ import { createOutbox, createSubscriptionRouter, OutboxConfigError, UnitOfWorkEr
 import { createTestDb, type TestDb } from '../support/db';
 import { createTestService, UserRegistered, type TestService } from '../support/app';
 import { RecordingPublisher } from '../support/recording-publisher';
+import { createDeferredForeignKey, ORPHAN_INSERT } from '../support/failing-commit';
 
 describe('SQLite writes (one writer at a time)', () => {
   let db: TestDb;
@@ -197,11 +198,9 @@ describe('SQLite writes (one writer at a time)', () => {
   describe('a failed COMMIT', () => {
     it('gives the write lock back: the next requests and units of work go on', async function () {
       this.timeout(30_000);
-      // A deferred foreign key is checked at COMMIT: the handler's write succeeds, COMMIT fails.
-      await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
-      await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+      await createDeferredForeignKey(db.sequelize);
       svc.app.post('/orphan', async (_req, res) => {
-        await db.sequelize.query('INSERT INTO children (parent_id) VALUES (42)');
+        await db.sequelize.query(ORPHAN_INSERT);
         res.status(201).json({ ok: true });
       });
       assert.equal((await request(svc.app).post('/orphan').send({})).status, 500);

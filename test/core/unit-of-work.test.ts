@@ -4,6 +4,7 @@ import { currentUnitOfWork, EventState } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { createTestService, type TestService } from '../support/app';
 import { readRows } from '../support/rows';
+import { createDeferredForeignKey, ORPHAN_INSERT } from '../support/failing-commit';
 
 for (const kind of testDialects()) {
   describe(`unit of work middleware (${kind})`, () => {
@@ -102,15 +103,13 @@ for (const kind of testDialects()) {
 
     it('answers 5xx, not the handler\'s success, when the commit fails, and keeps nothing', async () => {
       if (kind === 'sqlite') {
-        // A deferred foreign key is checked at COMMIT: the handler's writes succeed, COMMIT fails.
-        await db.sequelize.query('CREATE TABLE parents (id INTEGER PRIMARY KEY)');
-        await db.sequelize.query('CREATE TABLE children (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)');
+        await createDeferredForeignKey(db.sequelize);
       }
       svc.app.post('/doomed', async (req, res) => {
         await svc.User.create({ account: 'doomed', mobile: '1' });
         await svc.outbox.bus.publish(new (require('../support/app').UserRegistered)('doomed', '1'));
         if (kind === 'sqlite') {
-          await db.sequelize.query('INSERT INTO children (id, parent_id) VALUES (1, 999)');
+          await db.sequelize.query(ORPHAN_INSERT);
         } else {
           // Another session kills this request's connection: the unit of work cannot complete.
           const [[row]] = (await db.sequelize.query('SELECT CONNECTION_ID() AS id')) as [[{ id: number }], unknown];
