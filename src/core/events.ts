@@ -12,6 +12,13 @@ export interface OutboxEventMap {
   terminalFailure: [{ id: string; topic: string; attempt: number; error: Error }];
   /** A cleanup pass deleted rows. */
   cleaned: [{ published: number; inbox: number; localQueue: number }];
+  /**
+   * Something came after a request's answer and was left without effect (the answer stands): an
+   * error passed on to Express while the answer waited for its COMMIT (`what: 'error'`; a later
+   * one Express handles, and logs, as it would without the outbox), or a later `write()` /
+   * `end()` (a second `res.json()`). Each is a bug in a handler.
+   */
+  afterAnswer: [{ method: string; url: string; what: 'error' | 'write' | 'end' }];
   /** A background pass failed; it goes on at its next run. */
   error: [Error & { processor?: string }];
 }

@@ -1,5 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response, ErrorRequestHandler } from 'express';
 import { OutboxConfigError } from '../errors';
+import type { OutboxEventMap } from '../core/events';
 import { errorMessage, type Logger } from '../core/logger';
 import { currentUnitOfWork, type UnitOfWork } from '../core/unit-of-work';
 
@@ -19,6 +20,7 @@ export interface UnitOfWorkMiddlewareOptions {
 interface Opener {
   beginUnitOfWork(trace?: { traceparent?: string; tracestate?: string }): Promise<UnitOfWork>;
   readonly logger: Logger;
+  emit?(name: 'afterAnswer', event: OutboxEventMap['afterAnswer'][0]): boolean;
 }
 
 const DEFAULT_METHODS = ['POST', 'PUT', 'PATCH', 'DELETE'];
@@ -49,7 +51,12 @@ export function unitOfWorkMiddleware(outbox: Opener, options: UnitOfWorkMiddlewa
   if (!Number.isInteger(rollbackOnStatus) || rollbackOnStatus < 100 || rollbackOnStatus > 600) {
     throw new OutboxConfigError('rollbackOnStatus', options.rollbackOnStatus, 'must be an HTTP status between 100 and 600');
   }
-  const settings: HoldSettings = { rollbackOnStatus, onCommitError: options.onCommitError ?? defaultCommitError, logger: outbox.logger };
+  const settings: HoldSettings = {
+    rollbackOnStatus,
+    onCommitError: options.onCommitError ?? defaultCommitError,
+    logger: outbox.logger,
+    afterAnswer: (event) => void outbox.emit?.('afterAnswer', event),
+  };
 
   return function unitOfWork(req: Request, res: Response, next: NextFunction): void {
     if (!methods.has(req.method)) return next();
@@ -94,6 +101,7 @@ interface HoldSettings {
   rollbackOnStatus: number;
   onCommitError: NonNullable<UnitOfWorkMiddlewareOptions['onCommitError']>;
   logger: Logger;
+  afterAnswer: (event: OutboxEventMap['afterAnswer'][0]) => void;
 }
 
 type Write = (...args: unknown[]) => boolean;
@@ -123,6 +131,8 @@ class HeldResponse {
   private lastWrite = true;
   private releaseSocket: (() => void) | undefined;
   private lateCalls = 0;
+  /** The held answer has been handed to the socket. */
+  private ended = false;
 
   constructor(
     private readonly uow: UnitOfWork,
@@ -151,6 +161,7 @@ class HeldResponse {
         this.restoreAnswer();
         this.restore();
         this.end.apply(res, args);
+        this.ended = true;
       });
       return res;
     }) as Response['end'];
@@ -241,7 +252,8 @@ class HeldResponse {
   }
 
   /** A write or end after the answer: ignored, like the 500 Express would try to write for a late error. */
-  private late(what: string): false {
+  private late(what: 'write' | 'end'): false {
+    this.settings.afterAnswer({ method: this.req.method, url: this.req.originalUrl, what });
     if (this.lateCalls++ === 0) {
       this.settings.logger.warn(`the response was already answered; a later ${what}() was ignored (the answer stands)`, {
         method: this.req.method,
@@ -262,10 +274,14 @@ class HeldResponse {
     const destroy = socket.destroy;
     let wanted: unknown[] | undefined;
     const { settings, req, res } = this;
+    const ended = () => this.ended;
     socket.destroy = function heldDestroy(this: typeof socket, ...args: unknown[]) {
+      // Once the answer is out, a destroy is the socket's own business (or plain Express's).
+      if (ended() && !wanted) return destroy.apply(this, args as []);
       if (!wanted) {
         wanted = args;
         settings.logger.warn('an error came after the response was answered; the answer stands', { method: req.method, url: req.originalUrl });
+        settings.afterAnswer({ method: req.method, url: req.originalUrl, what: 'error' });
       }
       return this;
     } as typeof socket.destroy;

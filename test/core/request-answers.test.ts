@@ -51,6 +51,8 @@ for (const kind of testDialects()) {
           res.status(201).json({ ok: true });
           throw new Error('after the answer');
         });
+        const counted: unknown[] = [];
+        svc.outbox.on('afterAnswer', (e) => counted.push(e));
         const res = await request(svc.app).post('/late-throw').send({ account: 'late' });
         assert.equal(res.status, 201);
         assert.deepEqual(res.body, { ok: true });
@@ -60,6 +62,7 @@ for (const kind of testDialects()) {
         assert.equal(await svc.User.count(), 1);
         assert.equal(svc.publisher.messages.length, 1);
         assert.ok(logger.entries.some((e) => e.level === 'warn' && /after the response was answered/.test(e.message)));
+        assert.deepEqual(counted, [{ method: 'POST', url: '/late-throw', what: 'error' }]);
       });
 
       it('a rejected promise after the answer (an await, then a throw)', async () => {
@@ -83,6 +86,8 @@ for (const kind of testDialects()) {
           res.status(201).json({ first: true });
           res.status(202).json({ second: true });
         });
+        const counted: unknown[] = [];
+        svc.outbox.on('afterAnswer', (e) => counted.push(e));
         const res = await request(svc.app).post('/twice').send({ account: 'twice' });
         assert.equal(res.status, 201);
         assert.deepEqual(res.body, { first: true });
@@ -90,6 +95,7 @@ for (const kind of testDialects()) {
         assert.deepEqual(uncaught, []);
         assert.equal(await svc.User.count(), 1);
         assert.ok(logger.entries.some((e) => e.level === 'warn' && /already answered/.test(e.message)));
+        assert.deepEqual(counted, [{ method: 'POST', url: '/twice', what: 'end' }]);
       });
 
       it('an error handler that sees the late error does not roll the answered work back', async () => {
