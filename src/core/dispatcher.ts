@@ -3,7 +3,7 @@ import { errorMessage } from './logger';
 import { isPermanent, type FailedPublish, type Failures, type FailuresDeps } from './failures';
 import type { LocalRetryQueue } from './local-retry-queue';
 import { MarkBatcher } from './mark-batcher';
-import { sendMessages } from './send';
+import { sendMessages, type SendOutcome } from './send';
 
 export interface DispatcherDeps extends FailuresDeps {
   publisher: Publisher;
@@ -26,16 +26,47 @@ export class Dispatcher {
   private readonly marks: MarkBatcher;
   private readonly localQueue: LocalRetryQueue;
   private localPass: Promise<void> | null = null;
+  /** Committed messages waiting for the publish round in flight to end. */
+  private waiting: OutboxMessage[] = [];
+  private round: Promise<void> | null = null;
 
   constructor(private readonly deps: DispatcherParts) {
     this.localQueue = deps.localQueue;
     this.marks = new MarkBatcher((ids) => deps.store.markPublished(ids, deps.clock.now()), 1000);
   }
 
-  /** Starts publishing committed messages; returns at once. Errors never reach the caller. */
+  /**
+   * Starts publishing committed messages; returns at once. Errors never reach the caller.
+   *
+   * Publishing goes in rounds, one at a time: with no round in flight the messages go out at
+   * once; messages committed while a round is in flight wait for it, then go out together in the
+   * next round (in bulk calls per pubsub and topic, see sendMessages). At low load this adds no
+   * delay; under load N requests cost a few publish calls instead of N. The Published marks of a
+   * round are written while the next round publishes.
+   */
   dispatch(messages: readonly OutboxMessage[]): void {
     if (messages.length === 0) return;
-    this.track(this.send(messages));
+    for (const m of messages) this.waiting.push(m);
+    if (!this.round) {
+      this.round = this.rounds();
+      this.track(this.round);
+    }
+  }
+
+  private async rounds(): Promise<void> {
+    const { tuning, publisher } = this.deps;
+    // A round takes what a few bulk calls carry; a larger backlog goes in the rounds after it.
+    const cap = tuning.batchSize * 10;
+    try {
+      while (this.waiting.length > 0) {
+        const batch = this.waiting.length <= cap ? this.waiting.splice(0) : this.waiting.splice(0, cap);
+        const outcome = await sendMessages(publisher, batch, tuning);
+        this.track(this.settle(outcome));
+      }
+    } finally {
+      // In the same step as the last check of `waiting`: a dispatch after it starts a new round.
+      this.round = null;
+    }
   }
 
   /**
@@ -53,7 +84,7 @@ export class Dispatcher {
           this.deps.logger.warn('the transaction did not keep its events; nothing is published', { ids: messages.map((m) => m.id) });
           return;
         }
-        await this.send(messages);
+        this.dispatch(messages);
       })(),
     );
   }
@@ -70,9 +101,9 @@ export class Dispatcher {
     this.inFlight.add(tracked);
   }
 
-  private async send(messages: readonly OutboxMessage[]): Promise<void> {
-    const { tuning, publisher } = this.deps;
-    const outcome = await sendMessages(publisher, messages, tuning);
+  /** Marks a round's published messages and queues or records its failures. */
+  private async settle(outcome: SendOutcome): Promise<void> {
+    const { tuning } = this.deps;
     const later: Promise<void>[] = [];
     if (outcome.published.length > 0) later.push(this.markPublished(outcome.published.map((m) => m.id), 'dispatch'));
     const giveUp: Array<{ message: OutboxMessage; error: Error }> = [];
