@@ -16,8 +16,9 @@ const held = new AsyncLocalStorage<ReadonlySet<WriteGate>>();
  * Other dialects pass straight through.
  *
  * The gate never lets a caller wait for itself: a write from the context that holds the gate
- * (a request's unit of work calling `outbox.republish()`, say) fails at once, and any other
- * wait ends after `waitMs` with a UnitOfWorkError whose `status` is 503.
+ * (a request's unit of work calling `outbox.republish()`, say) fails at once (a bug to fix, so
+ * status 500), and any other wait ends after `waitMs` with a UnitOfWorkError whose `status` is
+ * 503 (the database is busy: try again).
  */
 export class WriteGate {
   private tail: Promise<void> = Promise.resolve();
@@ -57,7 +58,6 @@ export class WriteGate {
           'this write would wait for the SQLite write lock that the surrounding unit of work holds (SQLite has one writer): ' +
             'run it inside that transaction, or after the unit of work has completed',
         ),
-        { status: 503 },
       );
     }
     let release!: () => void;
