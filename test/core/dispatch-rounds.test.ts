@@ -5,16 +5,12 @@
 import assert from 'node:assert/strict';
 import { IntegrationEvent } from '../../src';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
-import { GatedPublisher, makeOutbox, type Harness } from '../processors/helpers';
+import { GatedPublisher, makeOutbox, until, type Harness } from '../processors/helpers';
 
 class Shipped extends IntegrationEvent {
   constructor(public n: number) {
     super();
   }
-}
-
-async function until(check: () => boolean): Promise<void> {
-  while (!check()) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
 for (const kind of testDialects()) {
