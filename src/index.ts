@@ -14,5 +14,5 @@ export type { OutboxTuning } from './core/options';
 export type { UnitOfWorkMiddlewareOptions } from './http/unit-of-work-middleware';
 export type { DeliveryContext, TopicHandler, TopicOptions } from './http/router/types';
 export type { OutboxEventMap } from './core/events';
-export type { OutboxStats } from './ports/outbox-store';
+export type { OutboxStats, OutboxOverview } from './ports/outbox-store';
 export type { Logger } from './core/logger';

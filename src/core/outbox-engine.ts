@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { InboxStore } from '../ports/inbox-store';
-import type { OutboxStats, OutboxStore, RepublishFilter } from '../ports/outbox-store';
+import type { OutboxOverview, OutboxStats, OutboxStore, RepublishFilter } from '../ports/outbox-store';
 import type { Publisher } from '../ports/publisher';
 import type { TransactionPort } from '../ports/transactions';
 import { IntegrationEventBus } from './bus';
@@ -191,6 +191,22 @@ export class OutboxEngine extends OutboxEmitter {
   /** Row counts per state. */
   stats(): Promise<OutboxStats> {
     return this.store.stats();
+  }
+
+  /** The counts per state with the backlog, the age of its oldest row and the inbox size: a few cheap queries. */
+  async overview(): Promise<OutboxOverview> {
+    const [stats, oldest, inboxSize] = await Promise.all([
+      this.store.stats(),
+      this.store.oldestPendingTime ? this.store.oldestPendingTime() : null,
+      this.inbox?.size ? this.inbox.size() : null,
+    ]);
+    return {
+      ...stats,
+      backlog: stats.notPublished + stats.inProgress + stats.publishedFailed,
+      oldestPendingTime: oldest,
+      oldestPendingAgeMs: oldest === null ? null : Math.max(0, this.clock.now() - oldest),
+      inboxSize,
+    };
   }
 
   /** Waits until every post-commit dispatch started so far has finished. */

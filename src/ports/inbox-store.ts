@@ -12,4 +12,6 @@ export interface InboxStore {
   record(consumer: string, eventId: string, tx: StoreTransaction, now: number): Promise<boolean>;
   /** Deletes up to `limit` entries recorded before `before` (epoch ms). Returns how many. */
   deleteOlderThan(before: number, limit: number): Promise<number>;
+  /** How many entries the inbox holds. A store without it reports no size. */
+  size?(): Promise<number>;
 }

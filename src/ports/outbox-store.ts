@@ -77,6 +77,11 @@ export interface OutboxStore {
   /** Counts rows per state; terminal failures are counted apart. */
   stats(): Promise<OutboxStats>;
   /**
+   * The creation time (epoch ms) of the oldest row still to be published (not published, not
+   * terminal), or null when there is none. A store without it reports no age.
+   */
+  oldestPendingTime?(): Promise<number | null>;
+  /**
    * The database's current time, epoch ms. Leases and due times are compared by the database, so
    * the core keeps its clock on this timeline rather than each replica's (whose clocks may
    * differ). A store without it leaves the core on the process clock.
@@ -90,4 +95,16 @@ export interface OutboxStats {
   published: number;
   publishedFailed: number;
   terminalFailed: number;
+}
+
+/** What an operator looks at first: the counts, the backlog and its age, the inbox size. */
+export interface OutboxOverview extends OutboxStats {
+  /** Rows still to be published: not published, in progress, or failed with a retry to come. */
+  backlog: number;
+  /** Creation time (epoch ms) of the oldest row in the backlog; null when it is empty or the store cannot tell. */
+  oldestPendingTime: number | null;
+  /** Age of that row in ms on the database clock; null as above. */
+  oldestPendingAgeMs: number | null;
+  /** Inbox entries; null without an inbox, or with a store that cannot tell. */
+  inboxSize: number | null;
 }

@@ -57,6 +57,29 @@ for (const kind of testDialects()) {
       assert.deepEqual(await outbox.stats(), { notPublished: 2, inProgress: 0, published: 0, publishedFailed: 2, terminalFailed: 3 });
     });
 
+    it('overview(): counts, the backlog, the age of its oldest row on the engine clock, and the inbox size', async () => {
+      h = await makeOutbox(db.sequelize);
+      const { outbox, clock } = h;
+      const t0 = clock.now();
+      assert.deepEqual(await outbox.overview(), {
+        notPublished: 0, inProgress: 0, published: 0, publishedFailed: 0, terminalFailed: 0,
+        backlog: 0, oldestPendingTime: null, oldestPendingAgeMs: null, inboxSize: 0,
+      });
+      const done = { state: 2, nextAttemptTime: null, lockOwner: null, lockedUntil: null };
+      // Published and terminal rows are older than any live one: they must not count for the age.
+      await seedRows(outbox, 3, done, t0 - 90_000);
+      await seedRows(outbox, 1, { state: 3, nextAttemptTime: null, lockOwner: null, lockedUntil: null }, t0 - 100_000);
+      await seedRows(outbox, 2, { state: 0, nextAttemptTime: t0 + 60_000 }, t0 - 5_000);
+      await seedRows(outbox, 1, { state: 3, nextAttemptTime: t0 + 60_000, lockOwner: null, lockedUntil: null }, t0 - 7_000);
+      const inbox = quoteIdent(dialectOf(db.sequelize), outbox.tables.inbox);
+      await db.sequelize.query(`INSERT INTO ${inbox} (consumer, event_id, handled_time) VALUES ('c', 'a', 1), ('c', 'b', 1), ('d', 'a', 1)`);
+      clock.advance(1);
+      assert.deepEqual(await outbox.overview(), {
+        notPublished: 2, inProgress: 0, published: 3, publishedFailed: 1, terminalFailed: 1,
+        backlog: 3, oldestPendingTime: t0 - 7_000, oldestPendingAgeMs: clock.now() - (t0 - 7_000), inboxSize: 3,
+      });
+    });
+
     it('a failing delete is reported with its context; the next pass finishes the job', async () => {
       h = await makeOutbox(db.sequelize, { publishedExpireTime: 1, deleteBatchCount: 4 });
       const { outbox, clock } = h;

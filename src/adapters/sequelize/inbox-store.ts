@@ -29,6 +29,14 @@ export class SequelizeInboxStore implements InboxStore {
     return Number(affectedRows) === 1;
   }
 
+  async size(): Promise<number> {
+    const rows = (await this.sequelize.query(`SELECT COUNT(*) AS n FROM ${quoteIdent(this.dialect, this.table)}`, {
+      type: QueryTypes.SELECT,
+      transaction: null,
+    })) as Array<{ n: unknown }>;
+    return Number(rows[0]?.n ?? 0);
+  }
+
   async deleteOlderThan(before: number, limit: number): Promise<number> {
     const t = quoteIdent(this.dialect, this.table);
     const rows = (await this.sequelize.query(`SELECT consumer, event_id FROM ${t} WHERE handled_time < ? ORDER BY handled_time LIMIT ${Math.trunc(limit)}`, {

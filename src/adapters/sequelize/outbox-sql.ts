@@ -274,6 +274,14 @@ export function selectByEventIds(dialect: SqlDialect, table: string, ids: readon
   };
 }
 
+/** Live rows are exactly those with a next attempt time, so this reads the claim index's rows only. */
+export function oldestPending(dialect: SqlDialect, table: string): Query {
+  return {
+    sql: `SELECT MIN(creation_time) AS t FROM ${quoteIdent(dialect, table)} WHERE next_attempt_time IS NOT NULL`,
+    params: [],
+  };
+}
+
 export function countByState(dialect: SqlDialect, table: string): Query {
   return {
     sql:

@@ -171,6 +171,13 @@ export class SequelizeOutboxStore implements OutboxStore {
     return stats;
   }
 
+  async oldestPendingTime(): Promise<number | null> {
+    const q = sql.oldestPending(this.dialect, this.table);
+    const rows = (await this.sequelize.query(q.sql, { type: QueryTypes.SELECT, transaction: null })) as Array<{ t: unknown }>;
+    const t = rows[0]?.t;
+    return t === null || t === undefined ? null : Number(t);
+  }
+
   /** Whether claims use SKIP LOCKED; asked of the server once. */
   usesSkipLocked(): Promise<boolean> {
     if (!this.skipLocked) {
