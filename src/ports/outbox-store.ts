@@ -66,8 +66,11 @@ export interface OutboxStore {
    * Published, not claimed by another owner since): only those may be published by `owner`.
    */
   extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<string[]>;
-  /** Gives rows `owner` holds back to the processors, due at once. */
-  release(ids: readonly string[], owner: string, now: number): Promise<void>;
+  /**
+   * Gives rows `owner` holds back to the processors, due at once. With `undoAttempt`, the attempt
+   * their claim counted is taken back (they were never handed to the publisher).
+   */
+  release(ids: readonly string[], owner: string, now: number, options?: ReleaseOptions): Promise<void>;
   /** Deletes up to `limit` Published rows last modified before `before`. Returns how many. */
   deletePublished(before: number, limit: number): Promise<number>;
   /** Makes terminal-failed rows due again. Returns how many. */
@@ -87,6 +90,14 @@ export interface OutboxStore {
    * differ). A store without it leaves the core on the process clock.
    */
   currentTime?(): Promise<number>;
+}
+
+export interface ReleaseOptions {
+  /**
+   * The rows were claimed but never published: take back the attempt the claim counted, and the
+   * state (NotPublished, or PublishedFailed for a row with an error recorded).
+   */
+  undoAttempt?: boolean;
 }
 
 export interface OutboxStats {

@@ -112,8 +112,13 @@ class MemoryOutboxStore implements OutboxStore {
     for (const id of held) this.update(id, { lockedUntil: leaseUntil, nextAttemptTime: leaseUntil });
     return held;
   }
-  async release(ids: readonly string[], owner: string, now: number): Promise<void> {
-    for (const id of ids) if (this.rows.get(id)?.lockOwner === owner) this.update(id, { lockOwner: null, lockedUntil: null, nextAttemptTime: now });
+  async release(ids: readonly string[], owner: string, now: number, options: { undoAttempt?: boolean } = {}): Promise<void> {
+    for (const id of ids) {
+      const row = this.rows.get(id);
+      if (row?.lockOwner !== owner) continue;
+      const undo = options.undoAttempt ? { timesSent: Math.max(0, row.timesSent - 1), state: row.lastError === null ? EventState.NotPublished : EventState.PublishedFailed } : {};
+      this.update(id, { lockOwner: null, lockedUntil: null, nextAttemptTime: now, ...undo });
+    }
   }
   async deletePublished(before: number, limit: number): Promise<number> {
     const old = [...this.rows.values()].filter((r) => r.state === EventState.Published && r.modificationTime < before).slice(0, limit);

@@ -215,10 +215,16 @@ export function currentTime(dialect: SqlDialect): Query {
   }
 }
 
-export function release(dialect: SqlDialect, table: string, ids: readonly string[], owner: string, now: number): Query {
+export function release(dialect: SqlDialect, table: string, ids: readonly string[], owner: string, now: number, undoAttempt = false): Query {
   return {
     sql:
       `UPDATE ${quoteIdent(dialect, table)} SET lock_owner = NULL, locked_until = NULL, next_attempt_time = ?, ` +
+      // An undone claim also puts back the state it changed: NotPublished, or PublishedFailed for
+      // a row that already failed (it has an error recorded).
+      (undoAttempt
+        ? `times_sent = CASE WHEN times_sent > 0 THEN times_sent - 1 ELSE 0 END, ` +
+          `state = CASE WHEN last_error IS NULL THEN ${EventState.NotPublished} ELSE ${EventState.PublishedFailed} END, `
+        : '') +
       `row_version = row_version + 1, modification_time = ? ` +
       `WHERE event_id IN (${placeholders(ids.length)}) AND lock_owner = ? AND state <> ${EventState.Published}`,
     params: [now, now, ...ids, owner],

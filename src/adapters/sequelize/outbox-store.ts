@@ -5,6 +5,7 @@ import type {
   OutboxRecord,
   OutboxStats,
   OutboxStore,
+  ReleaseOptions,
   RepublishFilter,
 } from '../../ports/outbox-store';
 import type { OutboxMessage } from '../../ports/publisher';
@@ -119,8 +120,8 @@ export class SequelizeOutboxStore implements OutboxStore {
     return Number(row?.t);
   }
 
-  async release(ids: readonly string[], owner: string, now: number): Promise<void> {
-    await this.inChunks(ids, (chunk) => this.exec(sql.release(this.dialect, this.table, chunk, owner, now), null, false));
+  async release(ids: readonly string[], owner: string, now: number, options: ReleaseOptions = {}): Promise<void> {
+    await this.inChunks(ids, (chunk) => this.exec(sql.release(this.dialect, this.table, chunk, owner, now, options.undoAttempt), null, false));
   }
 
   async deletePublished(before: number, limit: number): Promise<number> {
