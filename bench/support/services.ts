@@ -2,6 +2,7 @@
  * The services under load: the article's POST /register with the outbox (one event per request,
  * published on commit), and the same handler without events (a bare transaction).
  */
+import { CommunicationProtocolEnum, DaprClient, LogLevel } from '@dapr/dapr';
 import express, { type Express } from 'express';
 import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 import { RegisterUserEvent } from '../../example/users/events';
@@ -55,6 +56,34 @@ export async function bareService(sequelize: Sequelize): Promise<Express> {
     res.status(201).json({ ok: true });
   });
   return app;
+}
+
+/**
+ * The naive dual write a user would write without this library: the same handler in a bare
+ * transaction, then, after COMMIT, the event published with @dapr/dapr's DaprClient. No outbox
+ * row: an event is lost if the process dies (or the publish fails) between the two.
+ */
+export async function naiveService(sequelize: Sequelize, daprPort: number): Promise<{ app: Express; client: DaprClient }> {
+  const User = defineUser(sequelize);
+  await User.sync();
+  const client = new DaprClient({
+    daprHost: '127.0.0.1',
+    daprPort: String(daprPort),
+    communicationProtocol: CommunicationProtocolEnum.HTTP,
+    isKeepAlive: true,
+    logger: { level: LogLevel.Error },
+  });
+  const app = express();
+  app.use(express.json());
+  app.post('/register', async (req, res) => {
+    const { account, mobile } = req.body as { account: string; mobile: string };
+    await inTransaction(sequelize, (transaction) => User.create({ account, mobile }, { transaction }));
+    const event = new RegisterUserEvent(account, mobile);
+    const answer = await client.pubsub.publish('pubsub', event.topic, event);
+    if (answer.error) throw answer.error;
+    res.status(201).json({ ok: true });
+  });
+  return { app, client };
 }
 
 let accounts = 0;
