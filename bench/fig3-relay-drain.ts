@@ -2,8 +2,8 @@
  * Figure 3, relay drain: 100,000 pending rows, the emulator accepting; events/s drained by the
  * database retry pass (claim a batch with SKIP LOCKED, bulk-publish it, mark it) on 1 instance
  * and on 3 instances (separate Sequelize pools, one process), over the raw publish rate of the
- * same publisher with no database (the limit). Target: >= 10,000 events/s on 1 instance on
- * MariaDB; the ratio to the limit is reported.
+ * same publisher with no database (the limit). Targets, with the library's defaults on MariaDB:
+ * 1 instance >= 0.7 of the limit, 3 instances >= 0.9 of it.
  *
  * The pass is run directly (`outbox.runPass('retry-by-database')`) in a loop until it claims
  * nothing: the drain speed, without waiting for the schedule's interval.
@@ -19,7 +19,7 @@ import { countPublished, eventContent, pendingRowsSql, timeCalls } from './suppo
 import { alternate, median, round, medianOfRecords } from './support/stats';
 import { internalsOf } from './support/services';
 
-const TARGET = 10_000;
+const TARGET = { one: 0.7, three: 0.9 };
 const TABLE = 'integration_event_log';
 
 /**
@@ -28,9 +28,12 @@ const TABLE = 'integration_event_log';
  * event shares. The larger claim runs on MariaDB only, with fewer rounds, to keep the whole
  * bench under 10 minutes.
  */
-const CONFIGS: Array<{ name: string; tuning: OutboxTuning; kinds: DbKind[] }> = [
-  { name: 'default (claim 100, bulk 100)', tuning: {}, kinds: ['mysql', 'sqlite'] },
-  { name: 'claim 1000, bulk 100', tuning: { retryBatchSize: 1000 }, kinds: ['mysql'] },
+const CONFIGS: Array<{ key: string; name: string; tuning: OutboxTuning; kinds: DbKind[]; leased?: boolean }> = [
+  { key: 'defaults', name: `defaults (claim ${DEFAULTS.retryBatchSize}, bulk ${DEFAULTS.batchSize})`, tuning: {}, kinds: ['mysql', 'sqlite'] },
+  { key: 'claim1000', name: 'claim 1000, bulk 100', tuning: { retryBatchSize: 1000, batchSize: 100 }, kinds: ['mysql'] },
+  // Diagnostic: the defaults with leased claims (claim UPDATE, publish, mark UPDATE), as on
+  // databases without SKIP LOCKED, against the relay under row locks (one UPDATE per row).
+  { key: 'leased', name: `defaults, leased claims`, tuning: {}, kinds: ['mysql'], leased: true },
 ];
 
 type Side = 'one' | 'three' | 'raw';
@@ -48,18 +51,19 @@ export async function relayDrain(ctx: BenchContext): Promise<FigureResult> {
       const main = kind === 'mysql' && config === CONFIGS[0];
       const rounds = ctx.quick ? 1 : main ? 3 : 2;
       const budget = main ? { until: ctx.until - 55_000, minRounds: 2 } : { until: ctx.until, minRounds: 1 };
-      const r = await measure(ctx, kind, config.tuning, rounds, budget);
-      perConfig[config.name] = r;
+      const r = await measure(ctx, kind, config.tuning, rounds, budget, config.leased === true);
+      perConfig[config.key] = { name: config.name, ...r };
       const one = r.eventsPerS.one;
+      const judged = kind === 'mysql' && config.key === 'defaults';
       rows.push({
         figure: '3',
         what: `relay drain, events/s, 1 instance, ${config.name}`,
         db: kind,
         measured: `${one}/s`,
         baseline: `${r.eventsPerS.raw}/s raw`,
-        result: `${one}/s, ${r.ratioToLimit.one} of limit`,
-        target: kind === 'mysql' ? `>= ${TARGET}/s` : '-',
-        met: ctx.quick || kind !== 'mysql' ? null : one >= TARGET,
+        result: `${r.ratioToLimit.one} of limit`,
+        target: judged ? `>= ${TARGET.one}` : '-',
+        met: ctx.quick || !judged ? null : r.ratioToLimit.one >= TARGET.one,
       });
       if (r.eventsPerS.three !== undefined) {
         rows.push({
@@ -68,9 +72,9 @@ export async function relayDrain(ctx: BenchContext): Promise<FigureResult> {
           db: kind,
           measured: `${r.eventsPerS.three}/s`,
           baseline: `${r.eventsPerS.raw}/s raw`,
-          result: `${r.eventsPerS.three}/s, ${r.ratioToLimit.three} of limit`,
-          target: '-',
-          met: null,
+          result: `${r.ratioToLimit.three} of limit`,
+          target: judged ? `>= ${TARGET.three}` : '-',
+          met: ctx.quick || !judged ? null : r.ratioToLimit.three! >= TARGET.three,
         });
       }
     }
@@ -79,7 +83,7 @@ export async function relayDrain(ctx: BenchContext): Promise<FigureResult> {
   return { key: 'relay_drain', rows, data };
 }
 
-async function measure(ctx: BenchContext, kind: DbKind, tuning: OutboxTuning, rounds: number, budget: { until: number; minRounds: number }) {
+async function measure(ctx: BenchContext, kind: DbKind, tuning: OutboxTuning, rounds: number, budget: { until: number; minRounds: number }, leased: boolean) {
   const count = ctx.quick ? 1000 : 100_000;
   // SQLite: one process owns the file, so "3 instances" is not a deployment; and fewer rounds.
   const sides: Side[] = kind === 'mysql' ? ['one', 'three', 'raw'] : ['one', 'raw'];
@@ -88,6 +92,7 @@ async function measure(ctx: BenchContext, kind: DbKind, tuning: OutboxTuning, ro
   const outboxes: Outbox[] = [];
   const make = (sequelize = db.sequelize, i = 0) => {
     const o = createOutbox({ sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), logger: silentLogger, instanceId: `bench-relay-${i}`, ...tuning });
+    if (leased) (internalsOf(o).store as { relayLocked?: unknown }).relayLocked = undefined;
     outboxes.push(o);
     return o;
   };
@@ -118,14 +123,21 @@ async function measure(ctx: BenchContext, kind: DbKind, tuning: OutboxTuning, ro
     // 'three'): claim (BEGIN, SELECT ... FOR UPDATE SKIP LOCKED, UPDATE, COMMIT) and mark (UPDATE
     // ... SET state = Published); the rest of a pass is the bulk publish to the sidecar and JS.
     const acc: Record<string, number> = {};
-    const undo = instances.flatMap((o) => [timeCalls(internalsOf(o).store, 'claimDue', acc, 'claimMs'), timeCalls(internalsOf(o).store, 'markPublished', acc, 'markMs')]);
+    // (Under row locks the claim, the publish and the mark are one relayLocked call: all 'claim'.)
+    const undo = instances.flatMap((o) => [
+      timeCalls(internalsOf(o).store, 'claimDue', acc, 'claimMs'),
+      timeCalls(internalsOf(o).store, 'markPublished', acc, 'markMs'),
+      timeCalls(internalsOf(o).store, 'relayLocked', acc, 'lockedMs'),
+    ]);
     const before = sampleCpu(pids);
     const t0 = performance.now();
     await Promise.all(instances.map(async (o) => { while ((await o.runPass('retry-by-database')) > 0); }));
     const wallMs = performance.now() - t0;
     cpu[side].push(cpuPer(before, sampleCpu(pids), n / 1000));
     for (const u of undo) u();
-    const phase = { claimMs: acc.claimMs!, markMs: acc.markMs!, publishAndRestMs: wallMs * instances.length - acc.claimMs! - acc.markMs!, wallMs };
+    const claimMs = acc.claimMs ?? 0;
+    const markMs = acc.markMs ?? 0;
+    const phase = acc.lockedMs ? { lockedRelayMs: acc.lockedMs, wallMs } : { claimMs, markMs, publishAndRestMs: wallMs * instances.length - claimMs - markMs, wallMs };
     phases[side]!.push(Object.fromEntries(Object.entries(phase).map(([k, v]) => [k, Math.round(v)])));
     const seconds = wallMs / 1000;
     const c = await countPublished(db.sequelize, TABLE);

@@ -11,7 +11,7 @@
  * ```
  */
 export type { Publisher, OutboxMessage, BulkPublishResult } from './ports/publisher';
-export { EventState, type OutboxStore, type OutboxRecord, type OutboxStats, type OutboxOverview, type RepublishFilter, type ReleaseOptions, type FailedMark, type StoreTransaction } from './ports/outbox-store';
+export { EventState, type OutboxStore, type OutboxRecord, type OutboxStats, type OutboxOverview, type RepublishFilter, type ReleaseOptions, type LockedBatchOutcome, type FailedMark, type StoreTransaction } from './ports/outbox-store';
 export type { InboxStore } from './ports/inbox-store';
 export type { TransactionPort } from './ports/transactions';
 export { OutboxEngine, type EngineOptions, type EnginePorts } from './core/outbox-engine';

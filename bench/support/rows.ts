@@ -42,7 +42,8 @@ export async function countPublished(sequelize: Sequelize, table: string): Promi
 
 /** Adds the time each call of `obj[method]` takes to `acc[name]`; returns a function that undoes it. */
 export function timeCalls<T extends object>(obj: T, method: keyof T & string, acc: Record<string, number>, name: string = method): () => void {
-  const original = obj[method] as unknown as (...args: unknown[]) => Promise<unknown>;
+  const original = obj[method] as unknown as ((...args: unknown[]) => Promise<unknown>) | undefined;
+  if (typeof original !== 'function') return () => {}; // an optional method the object lacks
   acc[name] ??= 0;
   (obj as Record<string, unknown>)[method] = async function timed(this: unknown, ...args: unknown[]) {
     const t0 = performance.now();

@@ -1,5 +1,5 @@
 import { PublishError } from '../errors';
-import type { OutboxStore } from '../ports/outbox-store';
+import type { FailedMark, OutboxStore } from '../ports/outbox-store';
 import type { OutboxMessage } from '../ports/publisher';
 import type { Clock } from './clock';
 import type { OutboxEmitter } from './events';
@@ -55,6 +55,16 @@ export interface FailedPublish {
   attempt: number;
 }
 
+export interface PlannedFailure extends FailedPublish {
+  /** The next attempt's time (epoch ms), or null: terminal. */
+  nextAttemptTime: number | null;
+}
+
+/** The store's view of a planned failure. */
+export function toFailedMark(m: PlannedFailure): FailedMark {
+  return { id: m.message.id, error: errorMessage(m.error), nextAttemptTime: m.nextAttemptTime };
+}
+
 export class Failures {
   constructor(private readonly deps: FailuresDeps) {}
 
@@ -65,19 +75,31 @@ export class Failures {
    * lease runs out.
    */
   async record(items: readonly FailedPublish[], owner = this.deps.owner): Promise<void> {
-    const { tuning, clock, events, store, logger } = this.deps;
+    const { clock, store, logger } = this.deps;
     const now = clock.now();
-    const marks = items.map(({ message, error, attempt }) => {
-      const terminal = isPermanent(error) || attempt > tuning.maxRetryTimes;
-      const nextAttemptTime = terminal ? null : now + retryDelayMs(attempt, tuning, this.deps.random);
-      return { message, error, attempt, nextAttemptTime };
-    });
+    const marks = this.plan(items, now);
     try {
-      await store.markFailed(marks.map((m) => ({ id: m.message.id, error: errorMessage(m.error), nextAttemptTime: m.nextAttemptTime })), owner, now);
+      await store.markFailed(marks.map(toFailedMark), owner, now);
     } catch (err) {
       logger.error('could not record failed publishes', { count: items.length, error: errorMessage(err) });
       return;
     }
+    this.report(marks);
+  }
+
+  /** Decides each failure's fate at `now`: a next attempt after a backoff, or terminal. */
+  plan(items: readonly FailedPublish[], now: number): PlannedFailure[] {
+    const { tuning } = this.deps;
+    return items.map(({ message, error, attempt }) => {
+      const terminal = isPermanent(error) || attempt > tuning.maxRetryTimes;
+      const nextAttemptTime = terminal ? null : now + retryDelayMs(attempt, tuning, this.deps.random);
+      return { message, error, attempt, nextAttemptTime };
+    });
+  }
+
+  /** Once the marks are written: the terminalFailure and retryScheduled events (and the terminal warning). */
+  report(marks: readonly PlannedFailure[]): void {
+    const { events, logger } = this.deps;
     for (const m of marks) {
       if (m.nextAttemptTime === null) {
         logger.warn('event failed for good; republish it by hand once the cause is fixed', { id: m.message.id, topic: m.message.topic, error: errorMessage(m.error) });
@@ -87,4 +109,5 @@ export class Failures {
       }
     }
   }
+
 }

@@ -67,6 +67,16 @@ export interface OutboxStore {
    */
   extendLease(ids: readonly string[], owner: string, leaseUntil: number, now: number): Promise<string[]>;
   /**
+   * The relay under row locks, for databases with SKIP LOCKED: in one transaction, locks up to
+   * `limit` due rows (skipping rows another transaction holds), hands them to `send`, and writes
+   * the outcome it returns: Published, or failed with the next attempt time (null: terminal).
+   * Each row written counts one attempt; a row `send` leaves out is left as it was, uncounted.
+   * One UPDATE per row, and no lease: if the process dies, the transaction rolls back and the
+   * rows are due again. Resolves with how many rows were locked, or null where the database has
+   * no SKIP LOCKED (the relay then claims with leases through `claimDue`).
+   */
+  relayLocked?(limit: number, now: number, send: (rows: OutboxRecord[]) => Promise<LockedBatchOutcome>): Promise<number | null>;
+  /**
    * Gives rows `owner` holds back to the processors, due at once. With `undoAttempt`, the attempt
    * their claim counted is taken back (they were never handed to the publisher).
    */
@@ -90,6 +100,16 @@ export interface OutboxStore {
    * differ). A store without it leaves the core on the process clock.
    */
   currentTime?(): Promise<number>;
+}
+
+/** What `relayLocked`'s sender did with the rows it was given. */
+export interface LockedBatchOutcome {
+  /** When the outcome was known (epoch ms): the modification time written. */
+  readonly now: number;
+  /** Event ids published. */
+  readonly published: readonly string[];
+  /** Failed rows, with their next attempt time (null for a terminal failure). */
+  readonly failed: readonly FailedMark[];
 }
 
 export interface ReleaseOptions {

@@ -103,6 +103,48 @@ export async function makeOutbox(sequelize: Sequelize, options: Partial<OutboxOp
   return { outbox, store, publisher, clock, logger, errors, failed };
 }
 
+/**
+ * The rows of each batch the relay took, in order: claimed with leases (`claimDue`), or locked by
+ * the relay under row locks (`relayLocked`, on databases with SKIP LOCKED). Empty claims are not
+ * counted.
+ */
+export function countClaims(harness: Harness): number[] {
+  const claims: number[] = [];
+  const claimDue = harness.store.claimDue.bind(harness.store);
+  harness.store.claimDue = async (...args) => {
+    const rows = await claimDue(...args);
+    if (rows.length > 0) claims.push(rows.length);
+    return rows;
+  };
+  const relayLocked = harness.store.relayLocked.bind(harness.store);
+  harness.store.relayLocked = (limit, now, send) =>
+    relayLocked(limit, now, (rows) => {
+      claims.push(rows.length);
+      return send(rows);
+    });
+  return claims;
+}
+
+/** Makes the relay's next `count` claims (leased or locked) throw `error(n)` before reaching the database. */
+export function failClaims(harness: Harness, count: number, error: (n: number) => Error): void {
+  let calls = 0;
+  const claimDue = harness.store.claimDue.bind(harness.store);
+  harness.store.claimDue = async (...args) => {
+    if (++calls <= count) throw error(calls);
+    return claimDue(...args);
+  };
+  const relayLocked = harness.store.relayLocked.bind(harness.store);
+  harness.store.relayLocked = async (...args) => {
+    if (++calls <= count) throw error(calls);
+    return relayLocked(...args);
+  };
+}
+
+/** Whether the relay runs under row locks on this database (SKIP LOCKED), rather than with leases. */
+export async function relaysUnderLocks(harness: Harness): Promise<boolean> {
+  return harness.store.usesSkipLocked();
+}
+
 export interface SeedRow {
   id?: string;
   topic?: string;

@@ -32,7 +32,7 @@ type Connection = { uuid?: string };
 const classes = new WeakMap<object, new (sequelize: Sequelize, options: object) => DeferredTransaction>();
 
 /** A new deferred transaction on `sequelize` (no I/O until its first query). */
-export function deferredTransaction(sequelize: Sequelize): DeferredTransaction {
+export function deferredTransaction(sequelize: Sequelize, options: { isolationLevel?: Transaction.ISOLATION_LEVELS } = {}): DeferredTransaction {
   const ctor = sequelize.constructor as unknown as { Transaction: Base };
   let Deferred = classes.get(ctor);
   if (!Deferred) {
@@ -41,7 +41,7 @@ export function deferredTransaction(sequelize: Sequelize): DeferredTransaction {
   }
   const sqlite = sequelize.getDialect() === 'sqlite';
   // SQLite: take the write lock at BEGIN, so the transaction never fails half-way on a lock upgrade.
-  return new Deferred(sequelize, sqlite ? { type: 'IMMEDIATE' } : {});
+  return new Deferred(sequelize, sqlite ? { type: 'IMMEDIATE' } : options);
 }
 
 /** Whether `tx` is a deferred transaction that never began (commit and rollback cost nothing). */

@@ -167,6 +167,27 @@ export function markPublished(dialect: SqlDialect, table: string, ids: readonly 
   };
 }
 
+/** The locked relay's Published mark: by primary key, counting the attempt. */
+export function markPublishedByRowIds(dialect: SqlDialect, table: string, rowIds: readonly number[], now: number): Query {
+  return {
+    sql:
+      `UPDATE ${quoteIdent(dialect, table)} SET state = ${EventState.Published}, next_attempt_time = NULL, lock_owner = NULL, ` +
+      `locked_until = NULL, last_error = NULL, times_sent = times_sent + 1, row_version = row_version + 1, modification_time = ? ` +
+      `WHERE id IN (${placeholders(rowIds.length)})`,
+    params: [now, ...rowIds],
+  };
+}
+
+/** The locked relay's failure mark: by primary key, counting the attempt. */
+export function markFailedByRowId(dialect: SqlDialect, table: string, rowId: number, error: string, nextAttemptTime: number | null, now: number): Query {
+  return {
+    sql:
+      `UPDATE ${quoteIdent(dialect, table)} SET state = ${EventState.PublishedFailed}, next_attempt_time = ?, lock_owner = NULL, ` +
+      `locked_until = NULL, last_error = ?, times_sent = times_sent + 1, row_version = row_version + 1, modification_time = ? WHERE id = ?`,
+    params: [nextAttemptTime, error.slice(0, 4000), now, rowId],
+  };
+}
+
 export function markFailed(
   dialect: SqlDialect,
   table: string,

@@ -1,7 +1,8 @@
-import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
+import { QueryTypes, Transaction, type Sequelize } from 'sequelize';
 import type {
   EventState,
   FailedMark,
+  LockedBatchOutcome,
   OutboxRecord,
   OutboxStats,
   OutboxStore,
@@ -84,6 +85,40 @@ export class SequelizeOutboxStore implements OutboxStore {
       }
       return rows.map((r) => ({ ...r, lockOwner: owner }));
     });
+  }
+
+  async relayLocked(limit: number, now: number, send: (rows: OutboxRecord[]) => Promise<LockedBatchOutcome>): Promise<number | null> {
+    if (!(await this.usesSkipLocked())) return null;
+    let sent = false;
+    // A lock conflict before the rows went out is retried; after, the transaction is gone and the
+    // rows are due again (published once more by a later pass, which the subscribers' inbox absorbs).
+    const once = () =>
+      inTransaction(this.sequelize, async (tx) => {
+        const rows = await this.select(sql.selectDueForUpdate(this.dialect, this.table, limit, now), tx);
+        if (rows.length === 0) return 0;
+        sent = true;
+        const outcome = await send(rows);
+        const rowIds = new Map(rows.map((r) => [r.id, r.rowId]));
+        const published = outcome.published.map((id) => rowIds.get(id)).filter((id): id is number => id !== undefined);
+        for (let i = 0; i < published.length; i += CHUNK) {
+          await this.exec(sql.markPublishedByRowIds(this.dialect, this.table, published.slice(i, i + CHUNK), outcome.now), tx);
+        }
+        for (const m of outcome.failed) {
+          const rowId = rowIds.get(m.id);
+          if (rowId !== undefined) await this.exec(sql.markFailedByRowId(this.dialect, this.table, rowId, m.error, m.nextAttemptTime, outcome.now), tx);
+        }
+        return rows.length;
+        // READ COMMITTED: row locks only. Under REPEATABLE READ the SELECT's next-key locks on the
+        // next_attempt_time index make the marks of concurrent relays deadlock (MariaDB).
+      }, { isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await once();
+      } catch (err) {
+        if (sent || attempt >= LOCK_CONFLICT_ATTEMPTS || !isLockConflict(err)) throw err;
+        await lockConflictPause(attempt);
+      }
+    }
   }
 
   async markPublished(ids: readonly string[], now: number): Promise<void> {
@@ -253,10 +288,14 @@ async function retryLockConflicts<T>(fn: () => Promise<T>): Promise<T> {
       return await fn();
     } catch (err) {
       if (attempt >= LOCK_CONFLICT_ATTEMPTS || !isLockConflict(err)) throw err;
-      // A few milliseconds, jittered, so the conflicting claimers do not meet again at once.
-      await new Promise((resolve) => setTimeout(resolve, attempt * 5 * (0.5 + Math.random())));
+      await lockConflictPause(attempt);
     }
   }
+}
+
+/** A few milliseconds, jittered, so the conflicting claimers do not meet again at once. */
+function lockConflictPause(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, attempt * 5 * (0.5 + Math.random())));
 }
 
 function affectedRows(dialect: SqlDialect, result: unknown, meta: unknown): number {

@@ -52,8 +52,8 @@ export class SequelizeTransactions implements TransactionPort {
  * Runs `fn` in a transaction of its own (begun at its first query, through the SQLite write
  * gate), committing when it resolves and rolling back when it throws.
  */
-export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transaction) => Promise<T>): Promise<T> {
-  const tx = deferredTransaction(sequelize);
+export async function inTransaction<T>(sequelize: Sequelize, fn: (tx: Transaction) => Promise<T>, options: { isolationLevel?: Transaction.ISOLATION_LEVELS } = {}): Promise<T> {
+  const tx = deferredTransaction(sequelize, options);
   let result: T;
   try {
     result = await fn(tx);

@@ -1,14 +1,15 @@
 import { PublishError } from '../../errors';
-import type { OutboxRecord } from '../../ports/outbox-store';
-import type { OutboxMessage } from '../../ports/publisher';
-import { isPermanent } from '../failures';
+import type { LockedBatchOutcome, OutboxRecord } from '../../ports/outbox-store';
+import { isPermanent, toFailedMark, type FailedPublish } from '../failures';
 import type { OutboxEventMap, OutboxEventName } from '../events';
 import { errorMessage } from '../logger';
-import { sendMessages } from '../send';
+import { sendMessages, type SendOutcome } from '../send';
 import type { ProcessorContext } from './context';
 import { ProcessorError, reportFailure, safeEmit } from './pass';
 
 const NAME = 'retry-by-database';
+/** Lanes of the pass under row locks: two keep the publisher busy while the database works. */
+const LANES = 2;
 
 /**
  * The database retry (MASA's RetryByData), safe with any number of replicas.
@@ -40,6 +41,8 @@ export class RetryByDatabase {
    * (published, the mark did not make it to the database). stop() settles them.
    */
   private readonly held = new Map<string, 'claimed' | 'published'>();
+  /** Whether the store relays under row locks: unknown until the first pass asks it. */
+  private lockedRelay: boolean | undefined;
 
   constructor(
     private readonly ctx: ProcessorContext,
@@ -57,10 +60,90 @@ export class RetryByDatabase {
    * The pass waits for every mark before it ends.
    */
   async pass(): Promise<number> {
-    const { tuning } = this.ctx;
     // Rows a failed write left behind: marking them before their lease runs out saves a second publish.
     if (this.held.size > 0) await this.settle();
     await this.ctx.clock.sync?.();
+    if (this.lockedRelay !== false) {
+      const sent = await this.lockedPass();
+      if (sent !== null) return sent;
+      this.lockedRelay = false;
+    }
+    return this.leasedPass();
+  }
+
+  /**
+   * The pass under row locks (databases with SKIP LOCKED): up to two lanes, each locking a batch
+   * in a transaction of its own, publishing it, and writing the outcome before COMMIT. The second
+   * lane starts when a batch comes back full. Publishing takes turns: while one lane publishes,
+   * the other locks its next batch or writes its marks.
+   * A lane whose turn comes after the broker went down, or after the processors began to stop,
+   * publishes nothing: its rows are left as they were, uncounted. Null: the store cannot.
+   */
+  private async lockedPass(): Promise<number | null> {
+    const { store, tuning } = this.ctx;
+    if (!store.relayLocked) return null;
+    const size = tuning.retryBatchSize;
+    let sent = 0;
+    let brokerDown = false; // no batch is sent after this
+    let drained = false; // no batch is locked after this (those locked are still sent)
+    let unsupported = false;
+    let turn: Promise<unknown> = Promise.resolve();
+
+    const lanes: Array<Promise<void>> = [];
+    // `batch.report` emits the batch's events: called once its transaction has committed.
+    const send = async (rows: OutboxRecord[], batch: { report?: () => void }): Promise<LockedBatchOutcome> => {
+      // A full batch says there is more: the second lane starts locking the next one.
+      if (rows.length === size && lanes.length < LANES) lanes.push(lane());
+      const mine = turn.then(async () => {
+        if (brokerDown || this.halted()) return { now: this.ctx.clock.now(), published: [], failed: [], report: () => {} };
+        sent += rows.length;
+        const r = await this.publishBatch(rows);
+        if (r.published.length === 0 && r.transient > 0) brokerDown = true; // no point in hammering it
+        return r;
+      });
+      turn = mine.catch(() => undefined);
+      const outcome = await mine;
+      batch.report = outcome.report;
+      return outcome;
+    };
+    const lane = async (): Promise<void> => {
+      while (!drained && !brokerDown && !this.halted()) {
+        let locked: number | null;
+        const batch: { report?: () => void } = {};
+        try {
+          locked = await store.relayLocked!(size, this.ctx.clock.now(), (rows) => send(rows, batch));
+        } catch (err) {
+          drained = true;
+          const published = batch.report !== undefined;
+          throw new ProcessorError(NAME, published ? 'could not record the outcome of a published batch; its rows are due again' : 'could not claim due rows', err, { batchSize: size });
+        }
+        if (locked === null) {
+          unsupported = true;
+          return;
+        }
+        // Committed: the events of its outcome may go out now.
+        batch.report?.();
+        if (locked < size) {
+          drained = true;
+          return;
+        }
+      }
+    };
+    lanes.push(lane());
+    let failure: { reason: unknown } | undefined;
+    // Lanes may start while others run: wait for each, including those started meanwhile.
+    for (let i = 0; i < lanes.length; i++) {
+      await lanes[i]!.catch((reason: unknown) => {
+        failure ??= { reason };
+      });
+    }
+    if (failure) throw failure.reason;
+    return unsupported && sent === 0 ? null : sent;
+  }
+
+  /** The pass with leases (databases without SKIP LOCKED): see the class comment. */
+  private async leasedPass(): Promise<number> {
+    const { tuning } = this.ctx;
     const size = tuning.retryBatchSize;
     const marks: Promise<void>[] = [];
     let claimed = 0;
@@ -83,6 +166,30 @@ export class RetryByDatabase {
       await Promise.all(marks);
     }
     return claimed;
+  }
+
+  /**
+   * Publishes a locked batch. Resolves with what to write (Published ids, failure marks) and
+   * `report`, which emits the batch's events once the write is committed.
+   */
+  private async publishBatch(batch: readonly OutboxRecord[]): Promise<LockedBatchOutcome & { transient: number; report: () => void }> {
+    const { ctx } = this;
+    for (const r of batch) ctx.localQueue.remove(r.id);
+    // The claim counts no attempt here: the attempt is the one this publish makes.
+    const { outcome, failures } = await this.send(batch, (r) => r.timesSent + 1);
+    const now = ctx.clock.now();
+    const planned = ctx.failures.plan(failures, now);
+    const published = outcome.published.map((m) => m.id);
+    return {
+      now,
+      published,
+      failed: planned.map(toFailedMark),
+      transient: failures.filter((f) => !isPermanent(f.error)).length,
+      report: () => {
+        if (published.length > 0) this.emit('published', { ids: published, source: 'retry' });
+        ctx.failures.report(planned);
+      },
+    };
   }
 
   /** Gives back a batch claimed ahead and never published: due at once, its attempt uncounted. */
@@ -141,36 +248,38 @@ export class RetryByDatabase {
     return rows;
   }
 
+  /**
+   * Sends a batch (rows whose content is not JSON fail at once, as permanent) and emits a
+   * 'failed' event per failure, with the attempt `attemptOf` gives.
+   */
+  private async send(batch: readonly OutboxRecord[], attemptOf: (r: OutboxRecord) => number): Promise<{ outcome: SendOutcome; failures: FailedPublish[] }> {
+    const failed: Array<{ message: OutboxRecord; error: Error }> = [];
+    const sendable: OutboxRecord[] = [];
+    for (const r of batch) {
+      const poison = unpublishable(r);
+      if (poison) failed.push({ message: r, error: poison });
+      else sendable.push(r);
+    }
+    const outcome = await sendMessages(this.ctx.publisher, sendable, this.ctx.tuning);
+    const attempt = new Map(batch.map((r) => [r.id, attemptOf(r)]));
+    const failures = [...failed, ...outcome.failed].map(({ message, error }) => ({ message, error, attempt: attempt.get(message.id) ?? 0 }));
+    for (const f of failures) this.emit('failed', { id: f.message.id, topic: f.message.topic, attempt: f.attempt, error: f.error });
+    return { outcome, failures };
+  }
+
   /** Publishes a claimed batch and records its failures; `mark` settles once its Published mark is written. */
   private async relay(batch: readonly OutboxRecord[]): Promise<{ published: number; transient: number; mark: Promise<void> }> {
     const { ctx } = this;
-    const { tuning } = ctx;
     try {
-      const attempt = new Map(batch.map((r) => [r.id, r.timesSent]));
-      const failures: Array<{ message: OutboxMessage; error: Error }> = [];
-      const sendable: OutboxRecord[] = [];
-      for (const r of batch) {
-        const poison = unpublishable(r);
-        if (poison) failures.push({ message: r, error: poison });
-        else sendable.push(r);
-      }
-      const outcome = await sendMessages(ctx.publisher, sendable, tuning);
-      failures.push(...outcome.failed);
-
+      // The claim counted the attempt.
+      const { outcome, failures } = await this.send(batch, (r) => r.timesSent);
       // markPublished never rejects (a failed mark is reported and settled later).
       const mark = outcome.published.length > 0 ? this.markPublished(outcome.published.map((m) => m.id)) : Promise.resolve();
-      let transient = 0;
+      const transient = failures.filter((f) => !isPermanent(f.error)).length;
       if (failures.length > 0) {
-        for (const { message, error } of failures) {
-          if (!isPermanent(error)) transient += 1;
-          this.emit('failed', { id: message.id, topic: message.topic, attempt: attempt.get(message.id) ?? 0, error });
-        }
         // Backoff or terminal, and the retryScheduled / terminalFailure events. A failed write is
         // logged there; the rows then stay leased and come back when the lease runs out.
-        await ctx.failures.record(
-          failures.map(({ message, error }) => ({ message, error, attempt: attempt.get(message.id) ?? 0 })),
-          ctx.owner,
-        );
+        await ctx.failures.record(failures, ctx.owner);
         for (const { message } of failures) this.held.delete(message.id);
       }
       return { published: outcome.published.length, transient, mark };
