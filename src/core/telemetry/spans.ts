@@ -65,15 +65,15 @@ export function instrumentPublisher(publisher: Publisher): Publisher {
 
 async function traceSend<T extends BulkPublishResult | void>(api: Otel, batch: readonly OutboxMessage[], call: () => Promise<T>): Promise<T> {
   const first = batch[0]!;
+  // Metrics carry the topic's attributes only: an id or a count per data point would make a series per message.
   const attributes = topicAttributes('send', first.pubsubName, first.topic);
-  if (batch.length > 1) attributes['messaging.batch.message_count'] = batch.length;
-  else attributes['messaging.message.id'] = first.id;
+  const spanAttributes = { ...attributes, ...(batch.length > 1 ? { 'messaging.batch.message_count': batch.length } : { 'messaging.message.id': first.id }) };
   const links: Link[] = [];
   for (const m of batch) {
     const context = parseTraceparent(api, m.traceparent, m.tracestate);
     if (context) links.push({ context });
   }
-  const span = api.trace.getTracer(SCOPE).startSpan(`send ${first.topic}`, { kind: CLIENT, attributes, links, root: true });
+  const span = api.trace.getTracer(SCOPE).startSpan(`send ${first.topic}`, { kind: CLIENT, attributes: spanAttributes, links, root: true });
   const metrics = instruments(api);
   const started = performance.now();
   let failure: string | undefined;
