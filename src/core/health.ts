@@ -127,9 +127,9 @@ export async function checkHealth(sources: HealthSources, options: ResolvedHealt
     if (options.maxPendingAge !== null && ageSeconds !== null && ageSeconds > options.maxPendingAge) {
       reasons.push(`the oldest unpublished event is ${Math.round(ageSeconds)} s old (maxPendingAge ${options.maxPendingAge} s)`);
     }
-    if (options.maxBacklog !== null && overview.backlog > options.maxBacklog) reasons.push(`${overview.backlog} events wait to be published (maxBacklog ${options.maxBacklog})`);
+    if (options.maxBacklog !== null && overview.backlog > options.maxBacklog) reasons.push(`${events(overview.backlog)} waiting to be published (maxBacklog ${options.maxBacklog})`);
     if (options.maxTerminalFailures !== null && overview.terminalFailed > options.maxTerminalFailures) {
-      reasons.push(`${overview.terminalFailed} events failed for good (maxTerminalFailures ${options.maxTerminalFailures})`);
+      reasons.push(`${events(overview.terminalFailed)} failed for good (maxTerminalFailures ${options.maxTerminalFailures})`);
     }
   }
   return {
@@ -143,4 +143,8 @@ export async function checkHealth(sources: HealthSources, options: ResolvedHealt
     sidecar,
     checkedAt: now,
   };
+}
+
+function events(n: number): string {
+  return n === 1 ? '1 event' : `${n} events`;
 }
