@@ -1,9 +1,11 @@
 import express from 'express';
+import { metrics } from '@opentelemetry/api';
+import { MeterProvider, type MetricReader } from '@opentelemetry/sdk-metrics';
 import type { Model, ModelStatic } from 'sequelize';
 import { createOutbox, createSubscriptionRouter, DaprPublisher, IntegrationEvent, type Outbox, type OutboxOptions } from '../../src';
 import { silentLogger } from '../../src/core/logger';
 import { DaprEmulator } from '../../src/testing';
-import type { TestDb } from '../support/db';
+import { createTestDb, type TestDb } from '../support/db';
 import { defineEffect, listen } from '../router/helpers';
 
 export class OrderPlaced extends IntegrationEvent {
@@ -88,4 +90,31 @@ export async function settle(service: OrdersService): Promise<void> {
     await service.outbox.drain();
     await service.emu.idle();
   }
+}
+
+/**
+ * Mocha hooks of a suite: a meter provider reading through `reader`, registered globally first,
+ * then an orders service on a fresh SQLite database (its gauges register with the outbox).
+ */
+export function meteredOrdersService(reader: () => MetricReader): { readonly service: OrdersService } {
+  let db: TestDb;
+  let service: OrdersService;
+  let provider: MeterProvider;
+  before(async () => {
+    provider = new MeterProvider({ readers: [reader()] });
+    if (!metrics.setGlobalMeterProvider(provider)) throw new Error('a global meter provider is registered already');
+    db = await createTestDb('sqlite');
+    service = await startOrdersService(db);
+  });
+  after(async () => {
+    await service.close();
+    await db.close();
+    metrics.disable();
+    await provider.shutdown();
+  });
+  return {
+    get service() {
+      return service;
+    },
+  };
 }

@@ -3,11 +3,9 @@
  * publish, a failed send, the retry, the delivery, a duplicate delivery.
  */
 import assert from 'node:assert/strict';
-import { metrics } from '@opentelemetry/api';
-import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, type Histogram, type MetricData } from '@opentelemetry/sdk-metrics';
+import { AggregationTemporality, MetricReader, type DataPoint, type Histogram, type MetricData } from '@opentelemetry/sdk-metrics';
 import { DaprPublisher } from '../../src';
-import { createTestDb, type TestDb } from '../support/db';
-import { OrderPlaced, postOrder, settle, startOrdersService, type OrdersService } from './helpers';
+import { meteredOrdersService, OrderPlaced, postOrder, settle } from './helpers';
 
 /** A reader that keeps nothing: each collect() reads the instruments now. */
 class InMemoryReader extends MetricReader {
@@ -40,27 +38,11 @@ const numbers = (data: MetricData | undefined, ...keys: string[]) => points(data
 const counts = (data: MetricData | undefined, ...keys: string[]) => points(data, (p) => (p.value as Histogram).count, keys);
 
 describe('telemetry: metrics (in-memory metric reader, through the emulator)', () => {
-  let db: TestDb;
-  let service: OrdersService;
-  let reader: InMemoryReader;
-  let provider: MeterProvider;
-
-  before(async () => {
-    reader = new InMemoryReader();
-    provider = new MeterProvider({ readers: [reader] });
-    assert.equal(metrics.setGlobalMeterProvider(provider), true);
-    db = await createTestDb('sqlite');
-    // The gauges are registered when the outbox is created: after the provider.
-    service = await startOrdersService(db);
-  });
-  after(async () => {
-    await service.close();
-    await db.close();
-    metrics.disable();
-    await provider.shutdown();
-  });
+  const reader = new InMemoryReader();
+  const suite = meteredOrdersService(() => reader);
 
   it('publish, fail, retry, deliver, duplicate: each instrument counts what happened', async () => {
+    const { service } = suite;
     service.emu.faults.failNextPublishes(1);
     const eventId = await postOrder(service, 'o-1');
     await settle(service);

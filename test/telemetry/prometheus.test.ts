@@ -5,37 +5,22 @@
  */
 import assert from 'node:assert/strict';
 import express from 'express';
-import { metrics } from '@opentelemetry/api';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { createTestDb, type TestDb } from '../support/db';
+import type { MetricReader } from '@opentelemetry/sdk-metrics';
 import { listen } from '../router/helpers';
-import { postOrder, settle, startOrdersService, type OrdersService } from './helpers';
+import { meteredOrdersService, postOrder, settle } from './helpers';
 
 describe('telemetry: the Prometheus exporter (README wiring)', () => {
-  let db: TestDb;
-  let service: OrdersService;
-  let exporter: PrometheusExporter;
-  let provider: MeterProvider;
-
-  before(async () => {
-    exporter = new PrometheusExporter({ preventServerStart: true });
-    provider = new MeterProvider({ readers: [exporter] });
-    metrics.setGlobalMeterProvider(provider);
-    db = await createTestDb('sqlite');
-    service = await startOrdersService(db);
-  });
-  after(async () => {
-    await service.close();
-    await db.close();
-    metrics.disable();
-    await provider.shutdown();
-  });
+  const exporter = new PrometheusExporter({ preventServerStart: true });
+  // The exporter depends on its own copy of sdk-metrics (2.12.0 beside the top-level 2.12.1):
+  // the same reader at run time, two declarations of its private fields for the compiler.
+  const suite = meteredOrdersService(() => exporter as unknown as MetricReader);
 
   it('GET /metrics shows the messaging counters, histograms and the outbox gauges', async () => {
     const app = express();
     app.get('/metrics', (req, res) => exporter.getMetricsRequestHandler(req, res));
     const server = await listen(app);
+    const { service } = suite;
     try {
       await postOrder(service, 'o-1');
       await settle(service);
