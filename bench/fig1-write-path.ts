@@ -2,8 +2,13 @@
  * Figure 1, write path: requests/s of POST /register with the outbox (one event per request,
  * published on commit to the emulator) over the same handler without events, 32 concurrent
  * clients on loopback. Target: ratio >= 0.85.
+ *
+ * One more side, the cost of the OpenTelemetry hooks with `@opentelemetry/api` installed and no
+ * SDK registered: the same outbox with the API turned on, over the outbox without it. Target:
+ * ratio >= 0.98.
  */
 import { createServer } from 'node:http';
+import * as otelApi from '@opentelemetry/api';
 import { DaprPublisher } from '../src';
 import { type Publisher } from '../src/extend';
 import { createBenchDb, POOL_MAX, type DbKind } from './support/db';
@@ -13,9 +18,11 @@ import { close, closedLoop, listen } from './support/load';
 import { bareService, outboxService, registration } from './support/services';
 import { cpuPer, databasePid, sampleCpu } from './support/cpu';
 import { alternate, median, round, medianOfRecords } from './support/stats';
+import { useOtelApi } from '../src/core/telemetry/otel-api';
 
 const CONCURRENCY = 32;
 const TARGET = 0.85;
+const OTEL_TARGET = 0.98;
 
 export async function writePath(ctx: BenchContext): Promise<FigureResult> {
   const rows: FigureRow[] = [];
@@ -33,11 +40,21 @@ export async function writePath(ctx: BenchContext): Promise<FigureResult> {
       target: `>= ${TARGET}`,
       met: ctx.quick ? null : r.ratio >= TARGET,
     });
+    rows.push({
+      figure: '1',
+      what: 'write path, req/s (OpenTelemetry API, no SDK / outbox)',
+      db: kind,
+      measured: `${r.otelNoSdkRps} req/s`,
+      baseline: `${r.outboxRps} req/s`,
+      result: `ratio ${r.otelNoSdkRatio}`,
+      target: `>= ${OTEL_TARGET}`,
+      met: ctx.quick ? null : r.otelNoSdkRatio >= OTEL_TARGET,
+    });
   }
   return { key: 'write_path', rows, data };
 }
 
-type Side = 'outbox' | 'bare' | 'noPublish';
+type Side = 'outbox' | 'bare' | 'noPublish' | 'otelNoSdk';
 
 /** A publisher that accepts everything at once: the outbox's database work without the sidecar. */
 const acceptAll: Publisher = { pubsubName: 'pubsub', publish: async () => {}, publishBulk: async () => ({ failed: [] }) };
@@ -50,20 +67,26 @@ async function measure(ctx: BenchContext, kind: DbKind) {
   // Diagnostic third side (MariaDB, full runs): the outbox with a publisher that does nothing,
   // which splits the outbox's cost into its database part and its publish-to-sidecar part.
   const sides: Side[] = kind === 'mysql' && !ctx.quick ? ['outbox', 'bare', 'noPublish'] : ['outbox', 'bare'];
+  // The outbox's own server, with the OpenTelemetry API turned on for its rounds (see run()).
+  sides.push('otelNoSdk');
   const db = await createBenchDb(kind);
   const emu = await EmulatorProcess.start('users');
   const svc = await outboxService(db.sequelize, new DaprPublisher({ daprPort: emu.port }));
   const noPublish = await outboxService(db.sequelize, acceptAll, { tables: { outbox: 'np_event_log', inbox: 'np_inbox', migrations: 'np_migrations' } });
   const servers = { outbox: createServer(svc.app), bare: createServer(await bareService(db.sequelize)), noPublish: createServer(noPublish.app) };
   const ports = { outbox: await listen(servers.outbox), bare: await listen(servers.bare), noPublish: await listen(servers.noPublish) };
-  const errors: Record<Side, number> = { outbox: 0, bare: 0, noPublish: 0 };
+  const portOf = (side: Side) => (side === 'otelNoSdk' ? ports.outbox : ports[side]);
+  const errors: Record<Side, number> = { outbox: 0, bare: 0, noPublish: 0, otelNoSdk: 0 };
   let firstError: string | undefined;
   try {
     const pids = { service: process.pid, emulator: emu.pid, mariadb: kind === 'mysql' ? databasePid() : undefined };
-    const cpu: Record<Side, Array<Record<string, number>>> = { outbox: [], bare: [], noPublish: [] };
+    const cpu: Record<Side, Array<Record<string, number>>> = { outbox: [], bare: [], noPublish: [], otelNoSdk: [] };
     const run = async (side: Side, ms: number) => {
+      // Installed, no SDK registered: the API's no-op tracer and meter. Every other side runs as
+      // if the package were not installed.
+      useOtelApi(side === 'otelNoSdk' ? otelApi : null);
       const before = sampleCpu(pids);
-      const r = await closedLoop({ port: ports[side], path: '/register', concurrency: CONCURRENCY, durationMs: ms, maxRequests, body: registration });
+      const r = await closedLoop({ port: portOf(side), path: '/register', concurrency: CONCURRENCY, durationMs: ms, maxRequests, body: registration });
       errors[side] += r.errors;
       firstError ??= r.firstError;
       // The dispatcher's publishes and marks of this round finish before the next side starts,
@@ -94,6 +117,8 @@ async function measure(ctx: BenchContext, kind: DbKind) {
       bareRps: round(m.bare),
       ratio: round(m.outbox / m.bare),
       ...(m.noPublish === undefined ? {} : { noPublishRps: round(m.noPublish), noPublishRatio: round(m.noPublish / m.bare) }),
+      otelNoSdkRps: round(m.otelNoSdk),
+      otelNoSdkRatio: round(m.otelNoSdk / m.outbox),
       perRound: Object.fromEntries(sides.map((side) => [side, rps[side].map((v) => round(v))])),
       errors,
       firstError,
@@ -102,9 +127,10 @@ async function measure(ctx: BenchContext, kind: DbKind) {
       // Every committed event reached the emulator and was marked: the outbox side did its whole job.
       outboxRowsNotPublished: stats.notPublished + stats.inProgress + stats.publishedFailed + stats.terminalFailed,
     };
-    ctx.log(`  fig 1 ${dbLabel(kind)}: ${JSON.stringify({ outbox: result.outboxRps, bare: result.bareRps, noPublish: result.noPublishRps })} req/s, ratio ${result.ratio} (rounds ${JSON.stringify(result.perRound)}, errors ${JSON.stringify(errors)}, CPU ms/req ${JSON.stringify(result.cpuMsPerRequest)})`);
+    ctx.log(`  fig 1 ${dbLabel(kind)}: ${JSON.stringify({ outbox: result.outboxRps, bare: result.bareRps, noPublish: result.noPublishRps, otelNoSdk: result.otelNoSdkRps })} req/s, ratio ${result.ratio} (rounds ${JSON.stringify(result.perRound)}, errors ${JSON.stringify(errors)}, CPU ms/req ${JSON.stringify(result.cpuMsPerRequest)})`);
     return result;
   } finally {
+    useOtelApi(undefined);
     for (const server of Object.values(servers)) await close(server);
     await svc.outbox.close();
     await noPublish.outbox.close();
