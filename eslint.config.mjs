@@ -34,8 +34,9 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'off',
       // `interface NewOutboxRow extends OutboxMessage {}` names a port's type for its callers.
       '@typescript-eslint/no-empty-object-type': ['error', { allowInterfaces: 'with-single-extends' }],
-      // DaprPublisher loads the SDK only when it builds its own client.
-      '@typescript-eslint/no-require-imports': ['error', { allow: ['^@dapr/dapr$'] }],
+      // DaprPublisher loads the SDK only when it builds its own client; the telemetry loads the
+      // OpenTelemetry API (an optional peer) once, when it is installed.
+      '@typescript-eslint/no-require-imports': ['error', { allow: ['^@dapr/dapr$', '^@opentelemetry/api$'] }],
     },
   },
   {

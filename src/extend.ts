@@ -24,6 +24,8 @@ export type { OutboxEventName } from './core/events';
 export { consoleLogger, silentLogger } from './core/logger';
 export { ProcessorError, PROCESSOR_NAMES, cronExpressionFor, type ProcessorName, type Schedule } from './core/processors';
 export { unitOfWorkMiddleware, unitOfWorkErrorHandler } from './http/unit-of-work-middleware';
+export { healthHandler } from './http/health-handler';
+export { HEALTH_DEFAULTS } from './core/health';
 export { ROUTER_DEFAULTS, type RouterOutbox } from './http/router/router-options';
 export type { CloudEvent, TopicRule, TopicValidator, DaprSubscription } from './http/router/types';
 export type { DaprStatus, BulkEntryStatus } from './http/router/statuses';

@@ -16,3 +16,5 @@ export type { DeliveryContext, TopicHandler, TopicOptions } from './http/router/
 export type { OutboxEventMap } from './core/events';
 export type { OutboxStats, OutboxOverview } from './ports/outbox-store';
 export type { Logger } from './core/logger';
+export type { HealthOptions, OutboxHealth } from './core/health';
+export type { ProcessorStatus } from './core/processors';

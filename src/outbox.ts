@@ -9,6 +9,8 @@ import { SequelizeInboxStore } from './adapters/sequelize/inbox-store';
 import { SequelizeTransactions } from './adapters/sequelize/transactions';
 import { prepareConnection, refuseSqliteMemory, setWriteWait } from './adapters/sequelize/write-gate';
 import { unitOfWorkErrorHandler, unitOfWorkMiddleware, type UnitOfWorkMiddlewareOptions } from './http/unit-of-work-middleware';
+import { healthHandler } from './http/health-handler';
+import type { HealthOptions } from './core/health';
 
 /** Options of `createOutbox()`. Durations are in seconds; see OutboxTuning for each default. */
 export interface OutboxOptions extends EngineOptions {
@@ -65,6 +67,18 @@ export class Outbox extends OutboxEngine {
   /** An error middleware that rolls the request's unit of work back, then passes the error on. */
   errorHandler(): ErrorRequestHandler {
     return unitOfWorkErrorHandler();
+  }
+
+  /**
+   * An express handler for health probes: 200 with `outbox.health()`'s report when healthy, 503
+   * with it (and its `reasons`) when not. Thresholds are options, checked here.
+   *
+   * ```ts
+   * app.get('/health', outbox.healthHandler({ maxPendingAge: 300 }));
+   * ```
+   */
+  healthHandler(options?: HealthOptions): RequestHandler {
+    return healthHandler(this, options);
   }
 }
 

@@ -63,7 +63,9 @@ export async function createUsersService(options: UsersServiceOptions): Promise<
   await Notice.sync();
 
   const app = express();
-  app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
+  // Readiness and liveness probes: 200 while the processors run, the backlog is younger than
+  // 5 minutes and the sidecar answers its health check; 503 with the reasons otherwise.
+  app.get('/health', outbox.healthHandler({ maxPendingAge: 300 }));
 
   // The subscriptions: GET /dapr/subscribe and the delivery route. Each delivery runs in its own
   // transaction with the inbox, so a redelivered event has no second effect.

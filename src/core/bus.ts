@@ -4,6 +4,7 @@ import type { Clock } from './clock';
 import type { Dispatcher } from './dispatcher';
 import type { ResolvedTuning } from './options';
 import { toOutboxMessage, type PublishOptions } from './serialize';
+import { withCreateSpans } from './telemetry/spans';
 import { currentUnitOfWork } from './unit-of-work';
 
 export interface BusDeps {
@@ -44,7 +45,7 @@ export class IntegrationEventBus {
     const uow = currentUnitOfWork();
     const now = clock.now();
     const defaults = { pubsubName: tuning.pubsubName, maxEventBytes: tuning.maxEventBytes, now };
-    const messages = events.map((e) => toOutboxMessage(e, defaults, options, uow?.trace));
+    const messages = withCreateSpans(events.map((e) => toOutboxMessage(e, defaults, options, uow?.trace)), options.traceparent !== undefined);
     if (messages.length === 0) return;
     const tx = options.transaction ?? transactions.current();
     if (uow && (tx === undefined || tx === uow.transaction)) {

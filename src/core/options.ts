@@ -50,6 +50,11 @@ export interface OutboxTuning {
   bulk?: boolean;
   /** Largest serialised event accepted by `publish()`, bytes. Default 4194304 (4 MiB, Dapr's default request limit). */
   maxEventBytes?: number;
+  /**
+   * How long one read of `overview()` serves the metric gauges and `health()`, seconds: scrapes
+   * and probes, however frequent, read the database at most once per this. Default 5.
+   */
+  overviewCacheTime?: number;
 }
 
 export type ResolvedTuning = Required<Omit<OutboxTuning, 'pubsubName'>> & { pubsubName: string };
@@ -73,6 +78,7 @@ export const DEFAULTS: Readonly<ResolvedTuning> = Object.freeze({
   leaseTime: 30,
   bulk: true,
   maxEventBytes: 4 * 1024 * 1024,
+  overviewCacheTime: 5,
 });
 
 const integers = ['localRetryTimes', 'maxRetryTimes', 'retryBatchSize', 'batchSize', 'maxBatchBytes', 'deleteBatchCount', 'maxEventBytes'] as const;
@@ -86,6 +92,7 @@ const positiveSeconds = [
   'publishedExpireTime',
   'inboxExpireTime',
   'leaseTime',
+  'overviewCacheTime',
 ] as const;
 
 /** Longest pubsub name: the outbox table's pubsub_name column is VARCHAR(255). */

@@ -12,7 +12,10 @@ import { LocalRetryQueue } from './local-retry-queue';
 import { OutboxEmitter } from './events';
 import { consoleLogger, type Logger } from './logger';
 import { resolveInstanceId, resolveTuning, type OutboxTuning, type ResolvedTuning } from './options';
+import { checkHealth, resolveHealthOptions, type HealthOptions, type OutboxHealth } from './health';
+import { OverviewCache } from './overview-cache';
 import { createProcessors, type ProcessorName, type Processors } from './processors';
+import { registerOverviewGauges } from './telemetry/gauges';
 import { beginUnitOfWork, currentUnitOfWork, UnitOfWork, type UnitOfWorkDeps } from './unit-of-work';
 
 export interface EngineOptions extends OutboxTuning {
@@ -57,6 +60,8 @@ export class OutboxEngine extends OutboxEmitter {
   private readonly dispatcher: Dispatcher;
   private readonly processors: Processors;
   private readonly uowDeps: UnitOfWorkDeps;
+  private readonly overviewCache: OverviewCache;
+  private readonly unregisterGauges: () => void;
   private closed = false;
 
   constructor(ports: EnginePorts, options: EngineOptions = {}) {
@@ -99,6 +104,11 @@ export class OutboxEngine extends OutboxEmitter {
       leaseMs: this.tuning.leaseTime * 1000,
     };
     this.processors = createProcessors({ ...parts, inbox: ports.inbox, dispatcher: this.dispatcher });
+    this.overviewCache = new OverviewCache(() => this.overview(), this.tuning.overviewCacheTime * 1000);
+    this.unregisterGauges = registerOverviewGauges(
+      () => this.overviewCache.get(),
+      (err) => this.logger.warn('could not read the outbox overview for the metric gauges', { error: String(err) }),
+    );
   }
 
   /** Opens a unit of work (what the middleware does per request). */
@@ -209,6 +219,31 @@ export class OutboxEngine extends OutboxEmitter {
     };
   }
 
+  /**
+   * How the outbox is doing: whether the processors run and when each last ran, the backlog and
+   * the age of its oldest row, terminal failures, and whether the sidecar answered its health
+   * check; `healthy` with the `reasons` when a threshold is crossed (see HealthOptions). The
+   * counts come from `overview()`, read at most once per `overviewCacheTime`. Never rejects.
+   *
+   * ```ts
+   * const { healthy, reasons } = await outbox.health({ maxPendingAge: 600 });
+   * ```
+   */
+  health(options?: HealthOptions): Promise<OutboxHealth> {
+    const resolved = resolveHealthOptions(options);
+    const publisher = this.publisher;
+    return checkHealth(
+      {
+        overview: () => this.overviewCache.get(),
+        running: this.processors.running,
+        startedAt: this.processors.startedAt,
+        passes: this.processors.status(),
+        checkSidecar: publisher.checkHealth ? (timeoutMs) => publisher.checkHealth!(timeoutMs) : undefined,
+      },
+      resolved,
+    );
+  }
+
   /** Waits until every post-commit dispatch started so far has finished. */
   drain(): Promise<void> {
     return this.dispatcher.drain();
@@ -219,6 +254,7 @@ export class OutboxEngine extends OutboxEmitter {
     if (this.closed) return;
     await this.stop();
     this.closed = true;
+    this.unregisterGauges();
     await this.publisher.close?.();
   }
 }

@@ -1,6 +1,7 @@
 import { PublishError } from '../errors';
 import type { OutboxMessage, Publisher } from '../ports/publisher';
 import type { ResolvedTuning } from './options';
+import { instrumentPublisher } from './telemetry/spans';
 
 export interface SendOutcome {
   published: OutboxMessage[];
@@ -31,6 +32,7 @@ export async function sendMessages(
   messages: readonly OutboxMessage[],
   tuning: Pick<ResolvedTuning, 'bulk' | 'batchSize' | 'maxBatchBytes'>,
 ): Promise<SendOutcome> {
+  publisher = instrumentPublisher(publisher);
   const outcome: SendOutcome = { published: [], failed: [] };
   const single = (m: OutboxMessage) =>
     publisher.publish(m).then(

@@ -34,6 +34,11 @@ export interface Publisher {
   publishBulk?(messages: readonly OutboxMessage[]): Promise<BulkPublishResult>;
   /** Optional: the pubsub name used for events that do not carry one. */
   readonly pubsubName?: string;
+  /**
+   * Optional: asks the broker (the sidecar) whether it is ready. Resolves when it is; rejects,
+   * saying why, when it answered otherwise or not within `timeoutMs`. `outbox.health()` reports it.
+   */
+  checkHealth?(timeoutMs: number): Promise<void>;
   /** Optional: releases connections. Called by `outbox.close()`. */
   close?(): Promise<void>;
 }

@@ -28,6 +28,40 @@ function withoutPackages(missing: string[], code: string): string {
   return execFileSync(process.execPath, ['-e', `${hide}\n${code}`], { cwd: root, encoding: 'utf8' }).trim();
 }
 
+/**
+ * An outbox on a fresh SQLite file publishing one event with a given traceparent to an emulator:
+ * prints the traceparent the emulator received and whether health() answered. Module code for
+ * the CommonJS (require) or the ES module (import) build.
+ */
+function publishOne(load: (name: string) => string): string {
+  return `
+    const { createOutbox, DaprPublisher } = ${load('dapr-outbox')};
+    const { DaprEmulator } = ${load('dapr-outbox/testing')};
+    const { Sequelize } = ${load('sequelize')};
+    const { mkdtempSync, rmSync } = ${load('node:fs')};
+    const { join } = ${load('node:path')};
+    const { tmpdir } = ${load('node:os')};
+    async function publishOne(traceparent) {
+      const dir = mkdtempSync(join(tmpdir(), 'dapr-outbox-peer-'));
+      const emu = await DaprEmulator.start({ appId: 'users' });
+      const sequelize = new Sequelize({ dialect: 'sqlite', storage: join(dir, 'app.db'), logging: false });
+      const outbox = createOutbox({ sequelize, publisher: new DaprPublisher({ daprPort: emu.port }) });
+      await outbox.migrate();
+      await outbox.bus.publish({ id: 'e1', topic: 'orders' }, { traceparent });
+      await outbox.drain();
+      await emu.idle();
+      const health = await outbox.health({ processors: false });
+      await outbox.close();
+      await emu.stop();
+      await sequelize.close();
+      rmSync(dir, { recursive: true, force: true });
+      return emu.publishes.map((p) => p.status + ' ' + p.envelope.traceparent).join(',') + ' ' + health.healthy;
+    }
+  `;
+}
+
+const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
 const DRIVERS = ['mysql2', 'sqlite3', 'pg', 'pg-hstore'];
 
 describe('peer dependencies: what an application without a package sees (dist, built by npm test)', () => {
@@ -77,5 +111,34 @@ describe('peer dependencies: what an application without a package sees (dist, b
       })().catch((err) => { console.log(err.stack); process.exitCode = 1; });
     `);
     assert.deepEqual(out.split('\n'), ['204 a,204 b,204 c 0', 'pubsub', 'no @dapr module loaded']);
+  });
+
+  it('without @opentelemetry/api: publishing, tracing headers and health work, and no OpenTelemetry module is loaded', () => {
+    const out = withoutPackages(['@opentelemetry/api'], `
+      ${publishOne((name) => `require('${name}')`)}
+      publishOne('${TRACEPARENT}').then((line) => {
+        console.log(line);
+        console.log(Object.keys(require.cache).some((file) => file.includes('@opentelemetry')) ? 'an @opentelemetry module was loaded' : 'no @opentelemetry module loaded');
+      }).catch((err) => { console.log(err.stack); process.exitCode = 1; });
+    `);
+    assert.deepEqual(out.split('\n'), [`204 ${TRACEPARENT} true`, 'no @opentelemetry module loaded']);
+  });
+
+  it('the ES module build with @opentelemetry/api and an SDK: the row carries the create span, a child of the given traceparent', () => {
+    const code = `
+      import { trace } from '@opentelemetry/api';
+      import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+      ${publishOne((name) => `await import('${name}')`)}
+      const exporter = new InMemorySpanExporter();
+      trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
+      const line = await publishOne('${TRACEPARENT}');
+      const create = exporter.getFinishedSpans().find((s) => s.name === 'create orders');
+      console.log(line);
+      console.log(create.parentSpanContext.spanId, create.spanContext().spanId);
+    `;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', code], { cwd: root, encoding: 'utf8' }).trim().split('\n');
+    const [parent, spanId] = out[1]!.split(' ');
+    assert.equal(parent, '00f067aa0ba902b7');
+    assert.equal(out[0], `204 00-4bf92f3577b34da6a3ce929d0e0e4736-${spanId}-01 true`);
   });
 });

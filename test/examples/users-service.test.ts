@@ -104,8 +104,18 @@ for (const kind of testDialects()) {
       assert.equal(await svc.Notice.count(), 0);
     });
 
-    it('GET /health answers', async () => {
-      assert.deepEqual((await request(server).get('/health')).body, { status: 'ok' });
+    it('GET /health: 503 until the processors run, then 200 with the outbox\'s state', async () => {
+      const before = await request(server).get('/health');
+      assert.equal(before.status, 503);
+      assert.equal(before.body.status, 'unhealthy');
+      assert.deepEqual(before.body.reasons, ['the background processors are not running (outbox.start() was not called, or outbox.stop() was)']);
+      svc.outbox.start();
+      const after = await request(server).get('/health');
+      assert.equal(after.status, 200);
+      assert.equal(after.body.status, 'ok');
+      assert.equal(after.body.processors.running, true);
+      assert.equal(after.body.backlog, 0);
+      assert.deepEqual(after.body.sidecar, { healthy: true });
     });
   });
 }

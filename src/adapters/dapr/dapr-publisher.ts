@@ -110,6 +110,30 @@ export class DaprPublisher implements Publisher {
     throw answerError(answer, first, readable.length);
   }
 
+  /**
+   * Asks the sidecar's health route (`GET /v1.0/healthz`: 204 once its components are loaded).
+   * Resolves when it answered healthy; rejects saying what it answered, or that it did not answer
+   * within `timeoutMs`.
+   */
+  async checkHealth(timeoutMs: number): Promise<void> {
+    const late = () => new Error(`no answer within ${timeoutMs} ms`);
+    if (!this.http) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(late()), timeoutMs)));
+      const healthy = await Promise.race([this.client!.health.isHealthy(), timeout])
+        .catch((err: unknown) => {
+          throw new Error(`the sidecar did not answer its health check: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        })
+        .finally(() => clearTimeout(timer));
+      if (!healthy) throw new Error('the sidecar reports itself unhealthy');
+      return;
+    }
+    const answer = await this.http.get('/v1.0/healthz', timeoutMs, late).catch((err: unknown) => {
+      throw new Error(`the sidecar did not answer its health check: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    });
+    if (!isSuccess(answer.status)) throw new Error(`the sidecar's health check answered ${`${answer.status} ${answer.text}`.trim()}`);
+  }
+
   async close(): Promise<void> {
     this.http?.close();
   }

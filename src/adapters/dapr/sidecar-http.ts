@@ -39,14 +39,23 @@ export class SidecarHttp {
    * its socket is not reused).
    */
   post(path: string, body: string, timeoutMs: number, timeoutError: () => Error): Promise<SidecarAnswer> {
+    return this.send('POST', path, body, timeoutMs, timeoutError);
+  }
+
+  /** A GET (the health routes), answered and timed out as `post()`. */
+  get(path: string, timeoutMs: number, timeoutError: () => Error): Promise<SidecarAnswer> {
+    return this.send('GET', path, '', timeoutMs, timeoutError);
+  }
+
+  private send(method: 'GET' | 'POST', path: string, body: string, timeoutMs: number, timeoutError: () => Error): Promise<SidecarAnswer> {
     return new Promise((resolve, reject) => {
       const req = request({
         agent: this.agent,
         host: this.options.host,
         port: this.options.port,
-        method: 'POST',
+        method,
         path,
-        headers: { ...this.headers, 'Content-Length': Buffer.byteLength(body) },
+        headers: method === 'POST' ? { ...this.headers, 'Content-Length': Buffer.byteLength(body) } : this.headers,
       });
       const timer = setTimeout(() => {
         reject(timeoutError());
@@ -69,7 +78,7 @@ export class SidecarHttp {
           resolve({ status: res.statusCode ?? 0, text });
         });
       });
-      req.end(body);
+      req.end(method === 'POST' ? body : undefined);
     });
   }
 

@@ -42,6 +42,22 @@ export interface Processors {
   readonly schedules: readonly Schedule[];
   /** Runs one pass by name (or joins the one running). Resolves with the pass's count. */
   run(name: ProcessorName): Promise<number>;
+  /** Each pass the outbox schedules, with when it last ran (for health checks). */
+  status(): ProcessorStatus[];
+  /** When start() last scheduled the passes (epoch ms), or null while stopped. */
+  readonly startedAt: number | null;
+}
+
+/** One background pass as a health check reports it. Times are epoch ms on this process's clock. */
+export interface ProcessorStatus {
+  name: ProcessorName;
+  everySeconds: number;
+  /** A run is in progress. */
+  busy: boolean;
+  lastStart: number | null;
+  lastEnd: number | null;
+  /** Why the last run failed, or null when it succeeded (or none ran yet). */
+  lastError: string | null;
 }
 
 export function createProcessors(ctx: ProcessorContext): Processors {
@@ -53,6 +69,7 @@ class BackgroundProcessors implements Processors {
   private readonly retry: RetryByDatabase;
   private active: Schedule[] = [];
   private started = false;
+  private startTime: number | null = null;
   private stopping: Promise<void> | null = null;
   /** True while stop() runs: draining passes end after their current batch. */
   private halting = false;
@@ -94,11 +111,27 @@ class BackgroundProcessors implements Processors {
     if (this.started) return;
     this.started = true;
     this.halting = false;
-    for (const name of PROCESSOR_NAMES) {
-      if (name === 'clean-inbox' && !this.ctx.inbox) continue;
+    this.startTime = Date.now();
+    for (const name of this.scheduled()) {
       const p = this.passes[name];
       this.active.push(scheduleEvery(name, this.intervalOf(name), () => this.tick(p), this.ctx.logger));
     }
+  }
+
+  /** The passes start() schedules: all but the inbox cleanup when there is no inbox. */
+  private scheduled(): ProcessorName[] {
+    return PROCESSOR_NAMES.filter((name) => name !== 'clean-inbox' || this.ctx.inbox);
+  }
+
+  status(): ProcessorStatus[] {
+    return this.scheduled().map((name) => {
+      const p = this.passes[name];
+      return { name, everySeconds: this.intervalOf(name), busy: p.busy, lastStart: p.lastStart, lastEnd: p.lastEnd, lastError: p.lastError };
+    });
+  }
+
+  get startedAt(): number | null {
+    return this.startTime;
   }
 
   private tick(p: Pass): void {
@@ -118,6 +151,7 @@ class BackgroundProcessors implements Processors {
 
   private async doStop(): Promise<void> {
     this.started = false;
+    this.startTime = null;
     this.halting = true;
     const schedules = this.active;
     this.active = [];

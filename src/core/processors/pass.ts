@@ -46,6 +46,10 @@ export function safeEmit<K extends OutboxEventName>(ctx: Pick<ProcessorContext, 
  */
 export class Pass {
   private current: Promise<number> | null = null;
+  /** When the last run started and ended (epoch ms, this process's clock), and how it failed. */
+  lastStart: number | null = null;
+  lastEnd: number | null = null;
+  lastError: string | null = null;
 
   constructor(
     readonly name: ProcessorName,
@@ -61,11 +65,17 @@ export class Pass {
 
   run(): Promise<number> {
     if (this.current) return this.current;
+    this.lastStart = Date.now();
     // Started on a microtask so that a body failing synchronously still goes through the catch
     // below, and `current` is set before anything can settle.
     const pass = Promise.resolve()
       .then(() => this.body())
+      .then((count) => {
+        this.lastError = null;
+        return count;
+      })
       .catch((err: unknown) => {
+        this.lastError = errorMessage(err);
         if (err instanceof ProcessorError) reportFailure(this.ctx, err, this.context());
         else reportFailure(this.ctx, new ProcessorError(this.name, 'pass failed', err, this.context()));
         return 0;
@@ -73,6 +83,7 @@ export class Pass {
     this.current = pass;
     // Registered before the caller's await, so `busy` is false again when the caller resumes.
     void pass.finally(() => {
+      this.lastEnd = Date.now();
       if (this.current === pass) this.current = null;
     });
     return pass;

@@ -13,6 +13,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { DropError } from '../../errors';
 import { errorMessage, type Logger } from '../../core/logger';
+import { countDuplicate, traceProcess } from '../../core/telemetry/spans';
 import type { InboxStore } from '../../ports/inbox-store';
 import type { TransactionPort } from '../../ports/transactions';
 import type { ReadEvent } from './cloudevent';
@@ -99,7 +100,7 @@ export async function runDelivery(input: DeliveryInput, deps: DeliveryDeps): Pro
   const invoke = async (): Promise<void> => {
     let result: unknown;
     try {
-      result = await input.handler(data, ctx);
+      result = await traceProcess(ctx, () => input.handler(data, ctx));
     } catch (err) {
       if (isDropError(err)) throw err;
       throw new HandlerFailure(err);
@@ -119,6 +120,7 @@ export async function runDelivery(input: DeliveryInput, deps: DeliveryDeps): Pro
       await invoke();
       return false;
     });
+    if (duplicate) countDuplicate(ctx);
     if (duplicate) deps.logger.debug('duplicate delivery answered SUCCESS without running the handler', about({ consumer: topic.consumer }));
     return SUCCESS;
   } catch (err) {
