@@ -184,9 +184,10 @@
     for (const tr of $('events-body').children) tr.classList.remove('selected');
   }
 
-  async function act(what, path, body, confirmText) {
+  async function act(what, path, body, confirmText, done) {
     if (confirmText && !window.confirm(confirmText)) return;
     const result = await mutate(path, body);
+    if (done) done();
     showError('');
     $('updated').textContent = `${what}: ${result.republished ?? result.deleted ?? 0}`;
     await refresh();
@@ -237,7 +238,7 @@
     $('refresh').addEventListener('click', () => report(refresh()));
     $('detail-close').addEventListener('click', closeDetail);
     $('detail-republish').addEventListener('click', () => report(act('republished', 'events/republish', { ids: [detail.id] })));
-    $('detail-delete').addEventListener('click', () => report(act('deleted', 'events/delete', { ids: [detail.id] }, `Delete event ${detail.id}? This cannot be undone.`).then(closeDetail)));
+    $('detail-delete').addEventListener('click', () => report(act('deleted', 'events/delete', { ids: [detail.id] }, `Delete event ${detail.id}? This cannot be undone.`, closeDetail)));
     $('republish-all').addEventListener('click', () => {
       const topic = $('filter-topic').value.trim();
       report(act('republished', 'events/republish', { filter: topic ? { topic } : {} }, `Republish every failed event with no retry left${topic ? ` of topic ${topic}` : ''}?`));
