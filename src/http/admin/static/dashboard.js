@@ -83,14 +83,18 @@
     showMutations();
   }
 
+  // The x axis runs from the first sample kept (at most an hour ago) to now.
   function drawSparkline(now) {
     const points = session.samples;
+    const from = points.length ? Math.min(points[0].t, now - 1000) : now - HOUR_MS;
+    const span = Math.max(1, now - from);
     const max = Math.max(1, ...points.map((p) => p.v));
-    const coords = points.map((p) => `${(((p.t - (now - HOUR_MS)) / HOUR_MS) * 600).toFixed(1)},${(46 - (p.v / max) * 44).toFixed(1)}`);
-    // One sample is a flat line from the left edge, so the line is visible from the first poll.
+    const coords = points.map((p) => `${(((p.t - from) / span) * 600).toFixed(1)},${(46 - (p.v / max) * 44).toFixed(1)}`);
+    // One sample is a flat line, so the line shows from the first poll.
     if (coords.length === 1) coords.unshift(`0,${coords[0].split(',')[1]}`);
     $('spark-line').setAttribute('points', coords.join(' '));
-    $('spark-range').textContent = `max ${max}, now ${points.length ? points[points.length - 1].v : 0}`;
+    const minutes = Math.round(span / 60000);
+    $('spark-range').textContent = `${minutes < 1 ? 'under a minute' : `${minutes} min`}: max ${max}, now ${points.length ? points[points.length - 1].v : 0}`;
   }
 
   function showMutations() {
@@ -160,8 +164,8 @@
     add('Pubsub', event.pubsubName);
     add('Type', event.eventTypeName);
     add('Times sent', event.timesSent);
-    add('Created', time(event.creationTime));
-    add('Modified', time(event.modificationTime));
+    add('Created (UTC)', time(event.creationTime));
+    add('Modified (UTC)', time(event.modificationTime));
     add('Next attempt', event.nextAttemptTime === null ? 'none' : time(event.nextAttemptTime));
     add('Locked by', event.lockOwner);
     add('Row', event.rowId);
