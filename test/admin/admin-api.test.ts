@@ -45,7 +45,7 @@ for (const kind of adminDialects()) {
       let after: string | null = null;
       let pages = 0;
       do {
-        const res = await get(`events?limit=4${after ? `&after=${after}` : ''}`).expect(200);
+        const res: request.Response = await get(`events?limit=4${after ? `&after=${after}` : ''}`).expect(200);
         all.push(...res.body.events.map((e: { id: string }) => e.id));
         after = res.body.next;
         pages++;
@@ -242,6 +242,16 @@ for (const kind of adminDialects()) {
       assert.equal(res.body.subscriptions.length, 1);
       assert.equal(res.body.subscriptions[0].topic, 'OrderPlaced');
       assert.equal(res.body.subscriptions[0].deadLetterTopic, 'orders-dead');
+    });
+
+    it('mounted after outbox.middleware(): a mutation runs outside the request unit of work', async () => {
+      const app = express();
+      app.use(fx.outbox.middleware());
+      app.use('/admin', createAdminRouter({ outbox: fx.outbox, authorize: () => true }));
+      const res = await request(app).post('/admin/events/republish').set(csrf).send({ ids: [ids.terminal[0]] }).expect(200);
+      assert.equal(res.body.republished, 1);
+      const deleted = await request(app).post('/admin/events/delete').set(csrf).send({ ids: [ids.terminal[1]] }).expect(200);
+      assert.equal(deleted.body.deleted, 1);
     });
 
     it('read-only: every mutation answers 405, reads still work, the page is told', async () => {

@@ -7,13 +7,16 @@ import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import express from 'express';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { QueryTypes } from 'sequelize';
 import { createAdminRouter } from '../../src';
 import { ADMIN_TOKEN, adminDialects, createAdminApp, seed, type AdminFixture } from '../support/admin';
 import { requireChromium } from '../support/chromium';
 import { createTestDb, type TestDb } from '../support/db';
+
+// The callbacks given to waitForFunction and $eval run in the page, where these are the browser's.
+declare const document: any;
+type HTMLElement = { hidden: boolean; dataset: Record<string, string> };
 
 const OUTPUT = join(__dirname, '..', '..', 'test-output');
 
@@ -99,11 +102,11 @@ describe('dashboard in headless Chromium', function () {
         for (const [key, n] of Object.entries(counts)) assert.equal(await text(`#count-${key}`), String(n), key);
         assert.equal(await text('#count-backlog'), String(counts.notPublished! + counts.inProgress! + counts.publishedFailed!));
         assert.notEqual(await page.$eval('#spark-line', (e) => e.getAttribute('points')), '', 'the sparkline has its first sample');
-        assert.equal(await page.$eval('#republish-all', (e) => (e as HTMLElement).hidden), false, 'mutations are shown when not read-only');
+        assert.equal(await page.$eval('#republish-all', (e) => (e as unknown as HTMLElement).hidden), false, 'mutations are shown when not read-only');
 
         // 3. Filter to failed events.
         await page.select('#filter-state', '3');
-        await page.waitForFunction((n) => document.querySelectorAll('#events-body tr').length === n && [...document.querySelectorAll('#events-body td.state')].every((td) => /^Failed/.test(td.textContent ?? '')), {}, ids.retrying.length + ids.terminal.length);
+        await page.waitForFunction((n) => document.querySelectorAll('#events-body tr').length === n && [...document.querySelectorAll('#events-body td.state')].every((td: HTMLElement & { textContent: string | null }) => /^Failed/.test(td.textContent ?? '')), {}, ids.retrying.length + ids.terminal.length);
 
         // 4. Republish one terminal failure from its detail pane.
         const target = ids.terminal[1]!;
@@ -138,7 +141,7 @@ describe('dashboard in headless Chromium', function () {
         await page.type('#filter-q', 'order 2 of');
         await page.click('#filters button[type="submit"]');
         await page.waitForFunction(() => document.querySelectorAll('#events-body tr').length === 1);
-        assert.equal(await page.$eval('#events-body tr', (e) => (e as HTMLElement).dataset.id), ids.published[1]);
+        assert.equal(await page.$eval('#events-body tr', (e) => (e as unknown as HTMLElement).dataset.id), ids.published[1]);
         await page.click('#tab-subscriptions');
         await page.waitForFunction(() => document.querySelectorAll('#subscriptions-body tr').length === 1);
         assert.match(await text('#subscriptions-body tr'), /OrderPlaced/);
@@ -147,7 +150,7 @@ describe('dashboard in headless Chromium', function () {
         await page.waitForSelector('#read-only:not([hidden])');
         await page.click(`#events-body tr[data-id="${ids.terminal[0]}"]`);
         await page.waitForFunction(() => document.getElementById('detail-title')?.textContent !== 'Event');
-        const visible = await page.$$eval('.mutation', (all) => all.filter((b) => !(b as HTMLElement).hidden).map((b) => b.id));
+        const visible = await page.$$eval('.mutation', (all) => all.filter((b) => !(b as unknown as HTMLElement).hidden).map((b) => b.id));
         assert.deepEqual(visible, []);
         assert.deepEqual(problems, []);
       });

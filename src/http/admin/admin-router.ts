@@ -6,7 +6,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { OutboxConfigError } from '../../errors';
-import { errorMessage, type Logger } from '../../core/logger';
+import { consoleLogger, errorMessage, type Logger } from '../../core/logger';
+import type { TransactionPort } from '../../ports/transactions';
+import { commitRequestUnitOfWork } from '../router/commit-request-unit-of-work';
 import type { InboxStore } from '../../ports/inbox-store';
 import type { OutboxOverview, OutboxStore, RepublishFilter } from '../../ports/outbox-store';
 import type { DaprSubscription } from '../router/types';
@@ -21,6 +23,8 @@ export interface AdminOutbox {
   readonly store: OutboxStore;
   readonly inbox: InboxStore | undefined;
   readonly logger?: Logger;
+  /** Its transactions: a mutation runs outside the request's unit of work (see mutate below). */
+  readonly transactions?: TransactionPort;
   overview(): Promise<OutboxOverview>;
   republish(target: RepublishFilter): Promise<number>;
 }
@@ -120,7 +124,11 @@ export function createAdminRouter(options: AdminRouterOptions): Router {
       if (refused) return answerError(res, 403, 'FORBIDDEN', refused);
       const body = await readJson(req);
       if (!body.ok) return answerError(res, body.status, body.status === 413 ? 'TOO_LARGE' : 'BAD_REQUEST', body.message, body.status === 400 ? { field: 'body' } : {});
-      await wrap((rq, rs) => handler(rq, rs, body.value))(req, res);
+      // Mounted after outbox.middleware(), a POST arrives in a request unit of work; on SQLite its
+      // transaction holds the only writer slot the republish or delete needs, so it is completed first.
+      const isolation = await commitRequestUnitOfWork(outbox.transactions, logger ?? consoleLogger);
+      if (!isolation.ok) return answerError(res, 503, 'UNAVAILABLE', 'the request could not start: try again');
+      await isolation.run(() => wrap((rq, rs) => handler(rq, rs, body.value))(req, res));
     });
   };
   const wrap = (handler: Handler) => async (req: Request, res: Response) => {
