@@ -58,8 +58,9 @@ export interface EventPageQuery {
   /** Rows per page. */
   limit: number;
   /**
-   * With `topic` or `q`, how many row ids one page reads at most: a page of a rare topic or text
-   * may hold fewer than `limit` rows and still have a `next`, but no page reads the whole table.
+   * With a filter (`state`, `topic` or `q`), how many row ids one page reads at most: a page of a
+   * rare state, topic or text may hold fewer than `limit` rows and still have a `next`, but no
+   * page reads the whole table.
    */
   scanLimit: number;
 }

@@ -82,6 +82,33 @@ for (const kind of adminDialects()) {
       assert.deepEqual(content.body.events.map((e: { id: string }) => e.id), [...ids.terminal].reverse());
     });
 
+    it('a filtered page reads a bounded window of row ids, short pages carry a next, and following them finds every match', async () => {
+      const store = fx.outbox.store;
+      // Rows 1-11: published 1-5, pending 6-7, retrying 8, terminal 9-11. The first window is rows 8-11.
+      const first = await store.page!({ state: 2, limit: 50, scanLimit: 4 });
+      assert.deepEqual(first.rows, []);
+      assert.equal(first.next, 8, 'a short page still points on');
+      const found: string[] = [];
+      let before: number | undefined;
+      let requests = 0;
+      do {
+        const page = await store.page!({ state: 'terminal', limit: 2, scanLimit: 4, ...(before !== undefined ? { before } : {}) });
+        assert.ok(page.rows.length <= 2);
+        found.push(...page.rows.map((r) => r.id));
+        before = page.next ?? undefined;
+        requests++;
+      } while (before !== undefined && requests < 20);
+      assert.deepEqual(found, [...ids.terminal].reverse());
+      const published: string[] = [];
+      before = undefined;
+      do {
+        const page = await store.page!({ state: 2, q: 'order', limit: 50, scanLimit: 4, ...(before !== undefined ? { before } : {}) });
+        published.push(...page.rows.map((r) => r.id));
+        before = page.next ?? undefined;
+      } while (before !== undefined);
+      assert.deepEqual(published, [...ids.published].reverse());
+    });
+
     it('hostile q and after values: a correct empty result or a 400 naming the field, never a SQL error', async () => {
       for (const q of ["' OR 1=1 --", "'; DROP TABLE integration_event_log; --", '%', '_', '\\', '!%', '`', '\u00e9\u{1F600}', ') OR (1=1', '$1', '?']) {
         const res = await get(`events?q=${encodeURIComponent(q)}`);

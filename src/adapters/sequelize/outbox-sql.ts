@@ -317,9 +317,11 @@ export function containsPattern(text: string): string {
 
 /**
  * One page of rows below the cursor, newest first, by the primary key. `lower` bounds the ids a
- * topic or content filter reads (a window of the key), so a rare match never scans the table;
- * a state alone needs no window: most states are few rows or most rows, found near the cursor.
- * Content matches case-insensitively (ILIKE on PostgreSQL; the column's collation elsewhere).
+ * filtered page reads (a window of the key), so a rare state, topic or text never scans the
+ * table: measured on figure 4's table (1M rows, no terminal failure), the filter `state = 3 AND
+ * next_attempt_time IS NULL` without a window read every row, 2.1 s on MariaDB and 0.47 s on
+ * SQLite; with it, a few ms. Content matches case-insensitively (ILIKE on PostgreSQL; the
+ * column's collation elsewhere).
  */
 export function selectPage(
   dialect: SqlDialect,

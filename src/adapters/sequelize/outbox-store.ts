@@ -158,7 +158,7 @@ export class SequelizeOutboxStore implements OutboxStore {
     if (bounds?.hi === null || bounds?.hi === undefined) return { rows, next: null };
     const lowest = Number(bounds.lo);
     const upper = Math.min(query.before ?? Number.MAX_SAFE_INTEGER, Number(bounds.hi) + 1);
-    const windowed = query.topic !== undefined || query.q !== undefined;
+    const windowed = query.state !== undefined || query.topic !== undefined || query.q !== undefined;
     const lower = windowed ? Math.max(lowest, upper - query.scanLimit) : null;
     const found = await this.summaries(sql.selectPage(this.dialect, this.table, query, upper, lower));
     rows.push(...found.filter((r) => !rows.some((x) => x.rowId === r.rowId)));

@@ -117,16 +117,29 @@
     return p;
   }
 
+  // A filtered page reads a bounded window of the table and may come back short with more to
+  // read; the page asks on, a few windows at most per click, until it has a page of rows.
+  const PAGE_ROWS = 50;
+  const WINDOWS_PER_CLICK = 10;
+
   async function loadEvents(more) {
-    const p = filterParams();
-    if (more && session.next) p.set('after', session.next);
-    const page = await api(`events?${p}`);
     const body = $('events-body');
-    if (!more) body.textContent = '';
-    for (const row of page.events) body.appendChild(eventRow(row));
-    session.next = page.next;
-    $('more').hidden = page.next === null;
-    $('events-empty').hidden = body.children.length > 0 || page.next !== null;
+    if (!more) {
+      body.textContent = '';
+      session.next = null;
+    }
+    let shown = 0;
+    for (let i = 0; i < WINDOWS_PER_CLICK; i++) {
+      const p = filterParams();
+      if (session.next) p.set('after', session.next);
+      const page = await api(`events?${p}`);
+      for (const row of page.events) body.appendChild(eventRow(row));
+      shown += page.events.length;
+      session.next = page.next;
+      if (page.next === null || shown >= PAGE_ROWS) break;
+    }
+    $('more').hidden = session.next === null;
+    $('events-empty').hidden = body.children.length > 0 || session.next !== null;
   }
 
   function eventRow(row) {
