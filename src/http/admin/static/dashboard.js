@@ -122,24 +122,28 @@
   const PAGE_ROWS = 50;
   const WINDOWS_PER_CLICK = 10;
 
+  // Each load supersedes the ones before it (a filter changed while a page was on its way).
+  let loads = 0;
+
   async function loadEvents(more) {
-    const body = $('events-body');
-    if (!more) {
-      body.textContent = '';
-      session.next = null;
-    }
-    let shown = 0;
+    const token = ++loads;
+    let next = more ? session.next : null;
+    const rows = [];
     for (let i = 0; i < WINDOWS_PER_CLICK; i++) {
       const p = filterParams();
-      if (session.next) p.set('after', session.next);
+      if (next) p.set('after', next);
       const page = await api(`events?${p}`);
-      for (const row of page.events) body.appendChild(eventRow(row));
-      shown += page.events.length;
-      session.next = page.next;
-      if (page.next === null || shown >= PAGE_ROWS) break;
+      if (token !== loads) return;
+      rows.push(...page.events);
+      next = page.next;
+      if (next === null || rows.length >= PAGE_ROWS) break;
     }
-    $('more').hidden = session.next === null;
-    $('events-empty').hidden = body.children.length > 0 || session.next !== null;
+    const body = $('events-body');
+    if (!more) body.textContent = '';
+    for (const row of rows) body.appendChild(eventRow(row));
+    session.next = next;
+    $('more').hidden = next === null;
+    $('events-empty').hidden = body.children.length > 0 || next !== null;
   }
 
   function eventRow(row) {
