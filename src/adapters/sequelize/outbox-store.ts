@@ -318,44 +318,36 @@ function matches(r: OutboxRowSummary, query: EventPageQuery): boolean {
   return query.state === undefined || r.state === query.state;
 }
 
-function toSummary(r: Record<string, unknown>): OutboxRowSummary {
-  const state = Number(r.state) as EventState;
-  const nextAttemptTime = num(r.next_attempt_time);
+/** The columns a summary and a whole record share. */
+function commonFields(r: Record<string, unknown>) {
   return {
     rowId: Number(r.id),
     id: String(r.event_id),
     eventTypeName: String(r.event_type_name),
     topic: String(r.topic),
     pubsubName: String(r.pubsub_name),
-    state,
-    terminal: state === 3 && nextAttemptTime === null,
-    timesSent: Number(r.times_sent),
-    creationTime: Number(r.creation_time),
-    modificationTime: Number(r.modification_time),
-    nextAttemptTime,
-    preview: String(r.preview ?? ''),
-    lastError: (r.last_error as string | null) ?? null,
-  };
-}
-
-export function toRecord(r: Record<string, unknown>): OutboxRecord {
-  return {
-    rowId: Number(r.id),
-    id: String(r.event_id),
-    eventTypeName: String(r.event_type_name),
-    topic: String(r.topic),
-    pubsubName: String(r.pubsub_name),
-    content: String(r.content),
     state: Number(r.state) as EventState,
     timesSent: Number(r.times_sent),
     creationTime: Number(r.creation_time),
     modificationTime: Number(r.modification_time),
     nextAttemptTime: num(r.next_attempt_time),
+    lastError: (r.last_error as string | null) ?? null,
+  };
+}
+
+function toSummary(r: Record<string, unknown>): OutboxRowSummary {
+  const common = commonFields(r);
+  return { ...common, terminal: common.state === 3 && common.nextAttemptTime === null, preview: String(r.preview ?? '') };
+}
+
+export function toRecord(r: Record<string, unknown>): OutboxRecord {
+  return {
+    ...commonFields(r),
+    content: String(r.content),
     lockOwner: (r.lock_owner as string | null) ?? null,
     lockedUntil: num(r.locked_until),
     rowVersion: Number(r.row_version),
     traceparent: (r.traceparent as string | null) ?? null,
     tracestate: (r.tracestate as string | null) ?? null,
-    lastError: (r.last_error as string | null) ?? null,
   };
 }
