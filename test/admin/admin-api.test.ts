@@ -348,6 +348,22 @@ describe('admin API access (closed by default)', () => {
     assert.equal(res.headers['www-authenticate'], 'Basic realm="outbox"');
   });
 
+  it('works mounted in an Express 4 app', async () => {
+    const express4 = require('express4') as typeof import('express');
+    const app = express4();
+    app.use(express4.json());
+    app.use('/admin', createAdminRouter({ outbox: fx.outbox, authorize: (req) => req.headers.authorization === `Bearer ${ADMIN_TOKEN}` }));
+    await request(app).get('/admin/stats').expect(401);
+    const stats = await request(app).get('/admin/stats').set(auth).expect(200);
+    assert.equal(typeof stats.body.published, 'number');
+    await request(app).get('/admin').set(auth).expect(308);
+    await request(app).get('/admin/').set(auth).expect(200);
+    const bad = await request(app).get('/admin/events?limit=x').set(auth).expect(400);
+    assert.equal(bad.body.field, 'limit');
+    const republish = await request(app).post('/admin/events/republish').set(csrf).send({ ids: ['none'] }).expect(200);
+    assert.equal(republish.body.republished, 0);
+  });
+
   it('refuses bad options when built', () => {
     assert.throws(() => createAdminRouter({} as never), /outbox must be an Outbox/);
     assert.throws(() => createAdminRouter({ outbox: fx.outbox, authorize: 'yes' as never }), /authorize must be a function/);
