@@ -28,5 +28,12 @@ for (const entry of entries) {
   const lines = [`import cjs from '${relative}';`, ...names.map((n) => `export const ${n} = cjs.${n};`), 'export default cjs;', ''];
   fs.writeFileSync(path.join(dist, entry.esm), lines.join('\n'));
 }
+// The dashboard's page, script and style sit beside the compiled admin router, which reads them
+// from its own folder (the ES module entry re-exports the CommonJS build, so one copy serves both).
+const staticFrom = path.join(root, 'src/http/admin/static');
+const staticTo = path.join(dist, 'cjs/http/admin/static');
+fs.mkdirSync(staticTo, { recursive: true });
+for (const name of fs.readdirSync(staticFrom)) fs.copyFileSync(path.join(staticFrom, name), path.join(staticTo, name));
+
 const cli = path.join(dist, 'cjs/testing/cli.js');
 if (fs.existsSync(cli)) fs.chmodSync(cli, 0o755);

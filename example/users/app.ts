@@ -6,7 +6,8 @@
 import express, { type Express } from 'express';
 import { DataTypes, type Model, type ModelStatic, type Sequelize } from 'sequelize';
 // In your service these come from 'dapr-outbox'.
-import { createOutbox, createSubscriptionRouter, type Logger, type Outbox, type OutboxOptions } from '../../src';
+import { timingSafeEqual } from 'node:crypto';
+import { createAdminRouter, createOutbox, createSubscriptionRouter, type AdminAuthorize, type Logger, type Outbox, type OutboxOptions } from '../../src';
 import type { Publisher } from '../../src/extend'; // in your service: from 'dapr-outbox/extend'
 import { RegisterUserEvent } from './events';
 
@@ -19,6 +20,11 @@ export interface UsersServiceOptions {
   log?: (line: string) => void;
   /** The library's logger. Default: console warnings and errors. */
   logger?: Logger;
+  /**
+   * The admin dashboard's password (HTTP basic auth, any user name), at /admin. Default: env
+   * ADMIN_TOKEN. Without it the dashboard is still mounted, and answers 401 to everything.
+   */
+  adminToken?: string;
   /** More outbox options (intervals, clock, ...). */
   outbox?: Partial<OutboxOptions>;
 }
@@ -80,6 +86,10 @@ export async function createUsersService(options: UsersServiceOptions): Promise<
   });
   app.use(router);
 
+  // The admin dashboard and its API, closed unless a token is set (basic auth, password = token).
+  const adminToken = options.adminToken ?? process.env.ADMIN_TOKEN;
+  app.use('/admin', createAdminRouter({ outbox, authorize: adminToken ? basicAuth(adminToken) : undefined, subscriptions: router }));
+
   app.use(express.json({ limit: '100kb' }));
   app.use(outbox.middleware());
 
@@ -106,4 +116,17 @@ export async function createUsersService(options: UsersServiceOptions): Promise<
   });
 
   return { app, outbox, User, Notice, close: () => outbox.close() };
+}
+
+/** HTTP basic auth whose password is `token` (any user name); the browser asks for it. */
+export function basicAuth(token: string): AdminAuthorize {
+  const expected = Buffer.from(token);
+  return (req, res) => {
+    const header = req.headers.authorization ?? '';
+    const decoded = header.startsWith('Basic ') ? Buffer.from(header.slice(6), 'base64').toString() : '';
+    const password = Buffer.from(decoded.slice(decoded.indexOf(':') + 1));
+    if (decoded.includes(':') && password.length === expected.length && timingSafeEqual(password, expected)) return true;
+    res.setHeader('WWW-Authenticate', 'Basic realm="dapr-outbox admin", charset="UTF-8"');
+    return false;
+  };
 }

@@ -7,6 +7,8 @@
  *   DATABASE_URL    Sequelize URL (default sqlite:./data/users.db)
  *   DAPR_HTTP_PORT  the sidecar's port; when unset an emulator runs in-process
  *   APP_API_TOKEN   token the sidecar sends with deliveries (checked when set)
+ *   ADMIN_TOKEN     password of the admin dashboard at /admin (basic auth, any user name);
+ *                   without it the dashboard answers 401
  */
 import { mkdirSync, writeSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -36,6 +38,11 @@ async function main(): Promise<void> {
   if (emulator) await emulator.attachApp({ appId: 'users', appUrl: url });
 
   console.log(`users service listening on ${url} (database: ${databaseUrl.replace(/\/\/[^@]*@/, '//***@')}, sidecar: ${emulator ? `in-process emulator at ${emulator.url}` : `127.0.0.1:${process.env.DAPR_HTTP_PORT}`})`);
+  console.log(
+    process.env.ADMIN_TOKEN
+      ? `admin dashboard: ${url}/admin/ (any user name, password: the ADMIN_TOKEN value)`
+      : `admin dashboard: ${url}/admin/ is closed (401); set ADMIN_TOKEN to open it`,
+  );
   console.log(`try: curl -X POST ${url}/register -H 'content-type: application/json' -d '{"account":"tom","mobile":"19999999999"}'`);
 
   let stopping = false;

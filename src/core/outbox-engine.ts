@@ -56,7 +56,8 @@ export class OutboxEngine extends OutboxEmitter {
   readonly publisher: Publisher;
   /** The transactions the engine runs on (the subscription router runs its deliveries through them too). */
   readonly transactions: TransactionPort;
-  private readonly store: OutboxStore;
+  /** The outbox store the engine runs on (the admin router reads its pages through it). */
+  readonly store: OutboxStore;
   private readonly dispatcher: Dispatcher;
   private readonly processors: Processors;
   private readonly uowDeps: UnitOfWorkDeps;

@@ -14,4 +14,27 @@ export interface InboxStore {
   deleteOlderThan(before: number, limit: number): Promise<number>;
   /** How many entries the inbox holds. A store without it reports no size. */
   size?(): Promise<number>;
+  /** One page of handled entries, by consumer then event id (keyset paging). */
+  page?(query: InboxPageQuery): Promise<InboxPage>;
+}
+
+/** An inbox entry: `consumer` handled `eventId` at `handledTime` (epoch ms). */
+export interface InboxEntry {
+  consumer: string;
+  eventId: string;
+  handledTime: number;
+}
+
+export interface InboxPageQuery {
+  /** Only this consumer's entries. */
+  consumer?: string;
+  /** The cursor: entries after this (consumer, event id), in that order. */
+  after?: { consumer: string; eventId: string };
+  limit: number;
+}
+
+export interface InboxPage {
+  entries: InboxEntry[];
+  /** The cursor of the next page, or null at the end. */
+  next: { consumer: string; eventId: string } | null;
 }

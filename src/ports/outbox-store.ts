@@ -35,6 +35,60 @@ export interface RepublishFilter {
   topic?: string;
   /** Only rows whose last modification is at or before this time (epoch ms). */
   before?: number;
+  /** Only rows whose last modification is at or after this time (epoch ms). */
+  since?: number;
+}
+
+/**
+ * One page of the outbox, newest row first, for inspection (the admin API). Paged by keyset on
+ * the row id, never by OFFSET, so every page costs the same however deep it is.
+ */
+export interface EventPageQuery {
+  /** Only rows in this state; 'terminal' is PublishedFailed with no attempt to come. */
+  state?: EventState | 'terminal';
+  /** Only rows of this topic (exact). */
+  topic?: string;
+  /**
+   * The event id (exact, looked up on the first page only), or text the content contains
+   * (a LIKE in which % and _ stand for themselves).
+   */
+  q?: string;
+  /** The cursor: only rows whose row id is below it (the `next` of the previous page). */
+  before?: number;
+  /** Rows per page. */
+  limit: number;
+  /**
+   * With a filter (`state`, `topic` or `q`), how many row ids one page reads at most: a page of a
+   * rare state, topic or text may hold fewer than `limit` rows and still have a `next`, but no
+   * page reads the whole table.
+   */
+  scanLimit: number;
+}
+
+/** A row as a list shows it: the content cut to a preview. Times are epoch milliseconds. */
+export interface OutboxRowSummary {
+  readonly rowId: number;
+  readonly id: string;
+  readonly eventTypeName: string;
+  readonly topic: string;
+  readonly pubsubName: string;
+  readonly state: EventState;
+  /** State PublishedFailed with no attempt to come. */
+  readonly terminal: boolean;
+  readonly timesSent: number;
+  readonly creationTime: number;
+  readonly modificationTime: number;
+  readonly nextAttemptTime: number | null;
+  /** The first characters of the content (PREVIEW_CHARS). */
+  readonly preview: string;
+  /** The first characters of the last error, or null. */
+  readonly lastError: string | null;
+}
+
+export interface EventPage {
+  rows: OutboxRowSummary[];
+  /** The cursor of the next page (pass it as `before`), or null at the end of the table. */
+  next: number | null;
 }
 
 export interface FailedMark {
@@ -87,6 +141,13 @@ export interface OutboxStore {
   republish(filter: RepublishFilter, now: number): Promise<number>;
   /** Reads rows by event id (for inspection and tests). */
   find(ids: readonly string[]): Promise<OutboxRecord[]>;
+  /** One page of rows, newest first (see EventPageQuery). A store without it has no events list. */
+  page?(query: EventPageQuery): Promise<EventPage>;
+  /**
+   * Deletes terminal failures (PublishedFailed with no next attempt) matching the filter; no other
+   * row is ever deleted by it. Returns how many.
+   */
+  deleteTerminalFailed?(filter: RepublishFilter): Promise<number>;
   /** Counts rows per state; terminal failures are counted apart. */
   stats(): Promise<OutboxStats>;
   /**

@@ -39,7 +39,26 @@ describe('the published package (dist, built by npm test)', () => {
     const values = node(['-e', "console.log(Object.keys(require('dapr-outbox')).filter((k) => k !== '__esModule').sort().join(','))"]);
     assert.equal(
       values,
-      'DaprPublisher,DropError,EventValidationError,IntegrationEvent,OutboxConfigError,OutboxError,PublishError,UnitOfWorkError,createOutbox,createSubscriptionRouter',
+      'DaprPublisher,DropError,EventValidationError,IntegrationEvent,OutboxConfigError,OutboxError,PublishError,UnitOfWorkError,createAdminRouter,createOutbox,createSubscriptionRouter',
+    );
+  });
+
+  it('ships the dashboard files, and the admin router serves them from the CommonJS and the ES module entry', () => {
+    const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' })) as Array<{ files: Array<{ path: string }> }>;
+    const files = packed[0]!.files.map((f) => f.path);
+    for (const name of ['index.html', 'dashboard.js', 'dashboard.css']) assert.ok(files.includes(`dist/cjs/http/admin/static/${name}`), `${name} is in the package`);
+    // A stand-in outbox: the router reads its files when it is built, and serves them before any store call.
+    const serve = (load: string) =>
+      `${load}; const express = require('express'); const app = express();` +
+      "app.use('/admin', createAdminRouter({ outbox: { store: {}, inbox: undefined, overview() {}, republish() {} }, authorize: () => true }));" +
+      "const server = app.listen(0, '127.0.0.1', async () => { const base = 'http://127.0.0.1:' + server.address().port + '/admin/';" +
+      "const out = []; for (const f of ['', 'dashboard.js', 'dashboard.css']) { const r = await fetch(base + f); out.push(r.status + ' ' + r.headers.get('content-type').split(';')[0]); }" +
+      "console.log(out.join(',')); server.close(); });";
+    const expected = '200 text/html,200 text/javascript,200 text/css';
+    assert.equal(node(['-e', serve("const { createAdminRouter } = require('dapr-outbox')")]), expected);
+    assert.equal(
+      node(['--input-type=module', '-e', serve("import { createAdminRouter } from 'dapr-outbox'; import { createRequire } from 'node:module'; const require = createRequire(import.meta.url)")]),
+      expected,
     );
   });
 

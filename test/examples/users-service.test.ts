@@ -11,6 +11,7 @@ import { createUsersService, type UsersService } from '../../example/users/app';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { run, waitUntil } from '../support/processes';
 import { readRows } from '../support/rows';
+import { RecordingPublisher } from '../support/recording-publisher';
 
 const root = join(__dirname, '..', '..');
 
@@ -120,6 +121,46 @@ for (const kind of testDialects()) {
   });
 }
 
+describe('example: the admin dashboard at /admin', () => {
+  let db: TestDb;
+  before(async () => {
+    db = await createTestDb('sqlite');
+  });
+  after(async () => {
+    await db.close();
+  });
+
+  it('with a token: basic auth with it as the password opens the page and the API; anything else is 401', async () => {
+    const svc = await createUsersService({ sequelize: db.sequelize, publisher: new RecordingPublisher(), log: () => {}, logger: silentLogger, adminToken: 's3cret' });
+    try {
+      const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+      const page = await request(svc.app).get('/admin/').set('authorization', basic('ops', 's3cret')).expect(200);
+      assert.match(page.text, /<title>dapr-outbox admin<\/title>/);
+      const stats = await request(svc.app).get('/admin/stats').set('authorization', basic('admin', 's3cret')).expect(200);
+      assert.equal(stats.body.published, 0);
+      const subscriptions = await request(svc.app).get('/admin/subscriptions').set('authorization', basic('admin', 's3cret')).expect(200);
+      assert.deepEqual(subscriptions.body.subscriptions.map((s: { topic: string }) => s.topic), ['RegisterUserEvent']);
+      for (const authorization of [basic('admin', 'wrong'), basic('admin', 's3cret!'), 'Bearer s3cret', 's3cret']) {
+        const res = await request(svc.app).get('/admin/stats').set('authorization', authorization).expect(401);
+        assert.match(res.headers['www-authenticate']!, /^Basic realm=/);
+      }
+      await request(svc.app).get('/admin/').expect(401);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('without a token: mounted, and 401 to everything', async () => {
+    const svc = await createUsersService({ sequelize: db.sequelize, publisher: new RecordingPublisher(), log: () => {}, logger: silentLogger, adminToken: '' });
+    try {
+      await request(svc.app).get('/admin/').set('authorization', `Basic ${Buffer.from('admin:').toString('base64')}`).expect(401);
+      await request(svc.app).get('/admin/stats').expect(401);
+    } finally {
+      await svc.close();
+    }
+  });
+});
+
 describe('example: two processes', () => {
   it('a registration in the users service reaches the notifications service in another process', async function () {
     const db = await createTestDb('sqlite');
@@ -154,14 +195,17 @@ describe('example: two processes', () => {
 
 describe('example: the README\'s main-job command', () => {
   it('`npm start` serves on embedded defaults: a registration is delivered and logged', async () => {
-    const child = run('npm', ['start', '--silent'], { cwd: root, env: { PORT: '0', DATABASE_URL: '', DAPR_HTTP_PORT: '' } });
+    const child = run('npm', ['start', '--silent'], { cwd: root, env: { PORT: '0', DATABASE_URL: '', DAPR_HTTP_PORT: '', ADMIN_TOKEN: 'npm-start-token' } });
     // npm runs the program under `sh -c`; SIGTERM to the group kills that shell at once and npm
     // exits right after it, while the program is still handling the signal. The output is
     // complete only when every process holding the pipe, the program included, has exited.
     const outputComplete = new Promise<void>((resolve) => child.proc.once('close', () => resolve()));
     try {
       const [, url] = await child.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/, 120_000);
+      await child.waitFor(/admin dashboard: http:\/\/127\.0\.0\.1:\d+\/admin\/ \(any user name, password: the ADMIN_TOKEN value\)/);
       await child.waitFor(/try: curl -X POST http:\/\/127\.0\.0\.1:\d+\/register/);
+      const admin = await fetch(`${url}/admin/stats`, { headers: { authorization: `Basic ${Buffer.from('admin:npm-start-token').toString('base64')}` } });
+      assert.equal(admin.status, 200);
       const account = `r${randomBytes(4).toString('hex')}`;
       const res = await fetch(`${url}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ account, mobile: '19999999999' }) });
       assert.equal(res.status, 201);

@@ -1,5 +1,5 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-import type { InboxStore } from '../../ports/inbox-store';
+import type { InboxPage, InboxPageQuery, InboxStore } from '../../ports/inbox-store';
 import { dialectOf, quoteIdent, type SqlDialect } from './dialect';
 import { writeGateFor } from './write-gate';
 
@@ -37,6 +37,14 @@ export class SequelizeInboxStore implements InboxStore {
     return Number(rows[0]?.n ?? 0);
   }
 
+  async page(query: InboxPageQuery): Promise<InboxPage> {
+    const q = inboxPage(this.dialect, this.table, query);
+    const rows = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: null })) as Array<{ consumer: unknown; event_id: unknown; handled_time: unknown }>;
+    const entries = rows.slice(0, query.limit).map((r) => ({ consumer: String(r.consumer), eventId: String(r.event_id), handledTime: Number(r.handled_time) }));
+    const last = entries[entries.length - 1];
+    return { entries, next: rows.length > query.limit && last ? { consumer: last.consumer, eventId: last.eventId } : null };
+  }
+
   async deleteOlderThan(before: number, limit: number): Promise<number> {
     const t = quoteIdent(this.dialect, this.table);
     const rows = (await this.sequelize.query(`SELECT consumer, event_id FROM ${t} WHERE handled_time < ? ORDER BY handled_time LIMIT ${Math.trunc(limit)}`, {
@@ -68,4 +76,30 @@ export function insertIgnore(dialect: SqlDialect, table: string): string {
     default:
       return `INSERT IGNORE INTO ${t} (consumer, event_id, handled_time) VALUES (?, ?, ?)`;
   }
+}
+
+/**
+ * One page of entries after the cursor, in primary-key order (consumer, event id), one row more
+ * than asked to tell whether another page follows. Reads the primary key only.
+ */
+export function inboxPage(dialect: SqlDialect, table: string, query: InboxPageQuery): { sql: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (query.consumer !== undefined) {
+    where.push('consumer = ?');
+    params.push(query.consumer);
+    if (query.after) {
+      where.push('event_id > ?');
+      params.push(query.after.eventId);
+    }
+  } else if (query.after) {
+    where.push('(consumer > ? OR (consumer = ? AND event_id > ?))');
+    params.push(query.after.consumer, query.after.consumer, query.after.eventId);
+  }
+  return {
+    sql:
+      `SELECT consumer, event_id, handled_time FROM ${quoteIdent(dialect, table)}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ` +
+      `ORDER BY consumer, event_id LIMIT ${Math.trunc(query.limit) + 1}`,
+    params,
+  };
 }

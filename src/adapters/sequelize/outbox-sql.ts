@@ -270,10 +270,13 @@ export function deleteByRowIds(dialect: SqlDialect, table: string, rowIds: reado
   };
 }
 
-/** Terminal failures (PublishedFailed with no next attempt) become due now, with a fresh count. */
-export function republish(dialect: SqlDialect, table: string, filter: RepublishFilter, now: number): Query {
+/**
+ * The terminal failures (PublishedFailed with no next attempt) a filter names: the rows a manual
+ * republish or delete may touch, and no other.
+ */
+function terminalWhere(filter: RepublishFilter): { where: string[]; params: unknown[] } {
   const where = [`state = ${EventState.PublishedFailed}`, 'next_attempt_time IS NULL'];
-  const params: unknown[] = [now, now];
+  const params: unknown[] = [];
   if (filter.ids) {
     where.push(`event_id IN (${placeholders(filter.ids.length)})`);
     params.push(...filter.ids);
@@ -286,12 +289,103 @@ export function republish(dialect: SqlDialect, table: string, filter: RepublishF
     where.push('modification_time <= ?');
     params.push(filter.before);
   }
+  if (filter.since !== undefined) {
+    where.push('modification_time >= ?');
+    params.push(filter.since);
+  }
+  return { where, params };
+}
+
+/** Terminal failures (PublishedFailed with no next attempt) become due now, with a fresh count. */
+export function republish(dialect: SqlDialect, table: string, filter: RepublishFilter, now: number): Query {
+  const { where, params } = terminalWhere(filter);
   return {
     sql:
       `UPDATE ${quoteIdent(dialect, table)} SET state = ${EventState.NotPublished}, times_sent = 0, next_attempt_time = ?, ` +
       `lock_owner = NULL, locked_until = NULL, row_version = row_version + 1, modification_time = ? WHERE ${where.join(' AND ')}`,
+    params: [now, now, ...params],
+  };
+}
+
+/** Up to `limit` terminal failures the filter names, by primary key: the delete then goes by id in bounded batches. */
+export function selectTerminalFailed(dialect: SqlDialect, table: string, filter: RepublishFilter, limit: number): Query {
+  const { where, params } = terminalWhere(filter);
+  return { sql: `SELECT id FROM ${quoteIdent(dialect, table)} WHERE ${where.join(' AND ')} ORDER BY id LIMIT ${Math.trunc(limit)}`, params };
+}
+
+/** Deletes by primary key, and only rows still terminal-failed (a row republished meanwhile stays). */
+export function deleteTerminalByRowIds(dialect: SqlDialect, table: string, rowIds: readonly number[]): Query {
+  return {
+    sql:
+      `DELETE FROM ${quoteIdent(dialect, table)} WHERE id IN (${placeholders(rowIds.length)}) ` +
+      `AND state = ${EventState.PublishedFailed} AND next_attempt_time IS NULL`,
+    params: [...rowIds],
+  };
+}
+
+/** Characters of content and of the last error a page shows per row. */
+export const PREVIEW_CHARS = 200;
+export const ERROR_PREVIEW_CHARS = 300;
+
+const SUMMARY_COLUMNS =
+  'id, event_id, event_type_name, topic, pubsub_name, state, times_sent, creation_time, modification_time, next_attempt_time, ' +
+  `SUBSTR(content, 1, ${PREVIEW_CHARS}) AS preview, SUBSTR(last_error, 1, ${ERROR_PREVIEW_CHARS}) AS last_error`;
+
+/** The lowest and highest row id: each a primary-key lookup at either end, whatever the table's size. */
+export function rowIdBounds(dialect: SqlDialect, table: string): Query {
+  const t = quoteIdent(dialect, table);
+  return { sql: `SELECT (SELECT MIN(id) FROM ${t}) AS lo, (SELECT MAX(id) FROM ${t}) AS hi`, params: [] };
+}
+
+/** A search text as a LIKE pattern in which every character stands for itself (escape character `!`). */
+export function containsPattern(text: string): string {
+  return `%${text.replace(/[!%_]/g, (c) => `!${c}`)}%`;
+}
+
+/**
+ * One page of rows below the cursor, newest first, by the primary key. `lower` bounds the ids a
+ * filtered page reads (a window of the key), so a rare state, topic or text never scans the
+ * table: measured on figure 4's table (1M rows, no terminal failure), the filter `state = 3 AND
+ * next_attempt_time IS NULL` without a window read every row, 2.1 s on MariaDB and 0.47 s on
+ * SQLite; with it, a few ms. Content matches case-insensitively (ILIKE on PostgreSQL; the
+ * column's collation elsewhere).
+ */
+export function selectPage(
+  dialect: SqlDialect,
+  table: string,
+  query: { state?: EventState | 'terminal'; topic?: string; q?: string; limit: number },
+  upper: number,
+  lower: number | null,
+): Query {
+  const where = ['id < ?'];
+  const params: unknown[] = [upper];
+  if (lower !== null) {
+    where.push('id >= ?');
+    params.push(lower);
+  }
+  if (query.state === 'terminal') {
+    where.push(`state = ${EventState.PublishedFailed}`, 'next_attempt_time IS NULL');
+  } else if (query.state !== undefined) {
+    where.push('state = ?');
+    params.push(query.state);
+  }
+  if (query.topic !== undefined) {
+    where.push('topic = ?');
+    params.push(query.topic);
+  }
+  if (query.q !== undefined) {
+    where.push(`content ${dialect === 'postgres' ? 'ILIKE' : 'LIKE'} ? ESCAPE '!'`);
+    params.push(containsPattern(query.q));
+  }
+  return {
+    sql: `SELECT ${SUMMARY_COLUMNS} FROM ${quoteIdent(dialect, table)} WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ${Math.trunc(query.limit)}`,
     params,
   };
+}
+
+/** The summary of one row by event id (the unique index). */
+export function selectSummaryByEventId(dialect: SqlDialect, table: string, id: string): Query {
+  return { sql: `SELECT ${SUMMARY_COLUMNS} FROM ${quoteIdent(dialect, table)} WHERE event_id = ?`, params: [id] };
 }
 
 export function selectByEventIds(dialect: SqlDialect, table: string, ids: readonly string[]): Query {

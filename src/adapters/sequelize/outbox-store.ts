@@ -1,8 +1,11 @@
 import { QueryTypes, Transaction, type Sequelize } from 'sequelize';
 import type {
+  EventPage,
+  EventPageQuery,
   EventState,
   FailedMark,
   LockedBatchOutcome,
+  OutboxRowSummary,
   OutboxRecord,
   OutboxStats,
   OutboxStore,
@@ -180,6 +183,46 @@ export class SequelizeOutboxStore implements OutboxStore {
     return this.exec(sql.republish(this.dialect, this.table, filter, now), null);
   }
 
+  async page(query: EventPageQuery): Promise<EventPage> {
+    const rows: OutboxRowSummary[] = [];
+    // An exact event id is found wherever it is, on the first page, before the content matches.
+    if (query.q !== undefined && query.before === undefined) {
+      const hit = await this.summaries(sql.selectSummaryByEventId(this.dialect, this.table, query.q));
+      rows.push(...hit.filter((r) => matches(r, query)));
+    }
+    const [bounds] = (await this.sequelize.query(sql.rowIdBounds(this.dialect, this.table).sql, { type: QueryTypes.SELECT, transaction: null })) as Array<{ lo: unknown; hi: unknown }>;
+    if (bounds?.hi === null || bounds?.hi === undefined) return { rows, next: null };
+    const lowest = Number(bounds.lo);
+    const upper = Math.min(query.before ?? Number.MAX_SAFE_INTEGER, Number(bounds.hi) + 1);
+    const windowed = query.state !== undefined || query.topic !== undefined || query.q !== undefined;
+    const lower = windowed ? Math.max(lowest, upper - query.scanLimit) : null;
+    const found = await this.summaries(sql.selectPage(this.dialect, this.table, query, upper, lower));
+    rows.push(...found.filter((r) => !rows.some((x) => x.rowId === r.rowId)));
+    let next: number | null;
+    if (found.length >= query.limit) next = found[found.length - 1]!.rowId;
+    else next = lower !== null && lower > lowest ? lower : null;
+    return { rows, next };
+  }
+
+  async deleteTerminalFailed(filter: RepublishFilter): Promise<number> {
+    if (filter.ids && filter.ids.length === 0) return 0;
+    let deleted = 0;
+    for (;;) {
+      const q = sql.selectTerminalFailed(this.dialect, this.table, filter, CHUNK);
+      const found = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: null })) as Array<{ id: unknown }>;
+      if (found.length === 0) return deleted;
+      const n = await this.exec(sql.deleteTerminalByRowIds(this.dialect, this.table, found.map((r) => Number(r.id))), null);
+      deleted += n;
+      // Fewer than a batch: that was the last. None deleted: the rows changed meanwhile; stop rather than spin.
+      if (found.length < CHUNK || n === 0) return deleted;
+    }
+  }
+
+  private async summaries(q: sql.Query): Promise<OutboxRowSummary[]> {
+    const rows = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: null })) as Array<Record<string, unknown>>;
+    return rows.map(toSummary);
+  }
+
   async find(ids: readonly string[]): Promise<OutboxRecord[]> {
     const out: OutboxRecord[] = [];
     for (let i = 0; i < ids.length; i += CHUNK) {
@@ -308,24 +351,43 @@ function num(v: unknown): number | null {
   return v === null || v === undefined ? null : Number(v);
 }
 
-export function toRecord(r: Record<string, unknown>): OutboxRecord {
+/** Whether an exact-id hit also passes the page's state and topic filters. */
+function matches(r: OutboxRowSummary, query: EventPageQuery): boolean {
+  if (query.topic !== undefined && r.topic !== query.topic) return false;
+  if (query.state === 'terminal') return r.terminal;
+  return query.state === undefined || r.state === query.state;
+}
+
+/** The columns a summary and a whole record share. */
+function commonFields(r: Record<string, unknown>) {
   return {
     rowId: Number(r.id),
     id: String(r.event_id),
     eventTypeName: String(r.event_type_name),
     topic: String(r.topic),
     pubsubName: String(r.pubsub_name),
-    content: String(r.content),
     state: Number(r.state) as EventState,
     timesSent: Number(r.times_sent),
     creationTime: Number(r.creation_time),
     modificationTime: Number(r.modification_time),
     nextAttemptTime: num(r.next_attempt_time),
+    lastError: (r.last_error as string | null) ?? null,
+  };
+}
+
+function toSummary(r: Record<string, unknown>): OutboxRowSummary {
+  const common = commonFields(r);
+  return { ...common, terminal: common.state === 3 && common.nextAttemptTime === null, preview: String(r.preview ?? '') };
+}
+
+export function toRecord(r: Record<string, unknown>): OutboxRecord {
+  return {
+    ...commonFields(r),
+    content: String(r.content),
     lockOwner: (r.lock_owner as string | null) ?? null,
     lockedUntil: num(r.locked_until),
     rowVersion: Number(r.row_version),
     traceparent: (r.traceparent as string | null) ?? null,
     tracestate: (r.tracestate as string | null) ?? null,
-    lastError: (r.last_error as string | null) ?? null,
   };
 }
