@@ -28,12 +28,12 @@ const TABLE = 'integration_event_log';
  * event shares. The larger claim runs on MariaDB only, with fewer rounds, to keep the whole
  * bench under 10 minutes.
  */
-const CONFIGS: Array<{ key: string; name: string; tuning: OutboxTuning; kinds: DbKind[]; leased?: boolean }> = [
+const CONFIGS: Array<{ key: string; name: string; tuning: OutboxTuning; kinds: DbKind[] }> = [
   { key: 'defaults', name: `defaults (claim ${DEFAULTS.retryBatchSize}, bulk ${DEFAULTS.batchSize})`, tuning: {}, kinds: ['mysql', 'sqlite'] },
   { key: 'claim1000', name: 'claim 1000, bulk 100', tuning: { retryBatchSize: 1000, batchSize: 100 }, kinds: ['mysql'] },
-  // Diagnostic: the defaults with leased claims (claim UPDATE, publish, mark UPDATE), as on
-  // databases without SKIP LOCKED, against the relay under row locks (one UPDATE per row).
-  { key: 'leased', name: `defaults, leased claims`, tuning: {}, kinds: ['mysql'], leased: true },
+  // The relay under row locks (one UPDATE per row, no lease) against the defaults' leased claims
+  // (a claim UPDATE and a mark UPDATE per row).
+  { key: 'rowLocks', name: 'defaults + relayUnderRowLocks', tuning: { relayUnderRowLocks: true }, kinds: ['mysql'] },
 ];
 
 type Side = 'one' | 'three' | 'raw';
@@ -51,7 +51,7 @@ export async function relayDrain(ctx: BenchContext): Promise<FigureResult> {
       const main = kind === 'mysql' && config === CONFIGS[0];
       const rounds = ctx.quick ? 1 : main ? 3 : 2;
       const budget = main ? { until: ctx.until - 55_000, minRounds: 2 } : { until: ctx.until, minRounds: 1 };
-      const r = await measure(ctx, kind, config.tuning, rounds, budget, config.leased === true);
+      const r = await measure(ctx, kind, config.tuning, rounds, budget);
       perConfig[config.key] = { name: config.name, ...r };
       const one = r.eventsPerS.one;
       const judged = kind === 'mysql' && config.key === 'defaults';
@@ -83,7 +83,7 @@ export async function relayDrain(ctx: BenchContext): Promise<FigureResult> {
   return { key: 'relay_drain', rows, data };
 }
 
-async function measure(ctx: BenchContext, kind: DbKind, tuning: OutboxTuning, rounds: number, budget: { until: number; minRounds: number }, leased: boolean) {
+async function measure(ctx: BenchContext, kind: DbKind, tuning: OutboxTuning, rounds: number, budget: { until: number; minRounds: number }) {
   const count = ctx.quick ? 1000 : 100_000;
   // SQLite: one process owns the file, so "3 instances" is not a deployment; and fewer rounds.
   const sides: Side[] = kind === 'mysql' ? ['one', 'three', 'raw'] : ['one', 'raw'];
@@ -92,7 +92,6 @@ async function measure(ctx: BenchContext, kind: DbKind, tuning: OutboxTuning, ro
   const outboxes: Outbox[] = [];
   const make = (sequelize = db.sequelize, i = 0) => {
     const o = createOutbox({ sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), logger: silentLogger, instanceId: `bench-relay-${i}`, ...tuning });
-    if (leased) (internalsOf(o).store as { relayLocked?: unknown }).relayLocked = undefined;
     outboxes.push(o);
     return o;
   };
@@ -158,7 +157,7 @@ async function measure(ctx: BenchContext, kind: DbKind, tuning: OutboxTuning, ro
     const result = {
       rows: count,
       rounds: rates.one.length,
-      tuning: { retryBatchSize: resolved.retryBatchSize, batchSize: resolved.batchSize, bulk: resolved.bulk },
+      tuning: { retryBatchSize: resolved.retryBatchSize, batchSize: resolved.batchSize, bulk: resolved.bulk, relayUnderRowLocks: resolved.relayUnderRowLocks },
       eventsPerS,
       ratioToLimit: { one: round(eventsPerS.one / eventsPerS.raw), three: eventsPerS.three === undefined ? undefined : round(eventsPerS.three / eventsPerS.raw) },
       perRound: Object.fromEntries(sides.map((s) => [s, rates[s].map((v) => round(v))])),

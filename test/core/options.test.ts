@@ -36,6 +36,7 @@ describe('createOutbox options', () => {
     ['leaseTime', { leaseTime: 0 }, 'leaseTime must be a number of seconds > 0, got 0'],
     ['failedRetryInterval', { failedRetryInterval: '60' }, 'failedRetryInterval must be a number of seconds > 0, got "60"'],
     ['bulk', { bulk: 'yes' }, 'bulk must be a boolean, got "yes"'],
+    ['relayUnderRowLocks', { relayUnderRowLocks: 1 }, 'relayUnderRowLocks must be a boolean, got 1'],
     ['maxBatchBytes', { maxBatchBytes: 0 }, 'maxBatchBytes must be an integer >= 1, got 0'],
     ['pubsubName', { pubsubName: ' ' }, 'pubsubName must be a non-empty string, got " "'],
     ['maximumRetryInterval', { minimumRetryInterval: 60, maximumRetryInterval: 10 }, 'maximumRetryInterval must be >= minimumRetryInterval (60), got 10'],

@@ -140,9 +140,9 @@ export function failClaims(harness: Harness, count: number, error: (n: number) =
   };
 }
 
-/** Whether the relay runs under row locks on this database (SKIP LOCKED), rather than with leases. */
+/** Whether this outbox's relay runs under row locks (asked for, and the database has SKIP LOCKED), rather than with leases. */
 export async function relaysUnderLocks(harness: Harness): Promise<boolean> {
-  return harness.store.usesSkipLocked();
+  return harness.outbox.tuning.relayUnderRowLocks && (await harness.store.usesSkipLocked());
 }
 
 export interface SeedRow {

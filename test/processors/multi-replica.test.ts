@@ -4,11 +4,12 @@ import { DaprEmulator } from '../../src/testing';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { makeOutbox, seedRows, type Harness } from './helpers';
 
-for (const kind of testDialects()) {
+// With leases (the default), and under row locks where the database has SKIP LOCKED.
+for (const kind of testDialects()) for (const relayUnderRowLocks of kind === 'sqlite' ? [false] : [false, true]) {
   // SQLite has one writer at a time: the same race, on fewer rows.
   const total = kind === 'mysql' ? 10_000 : 1_000;
 
-  describe(`processors: three replicas on one database (${kind})`, () => {
+  describe(`processors: three replicas on one database (${kind}${relayUnderRowLocks ? ', row locks' : ''})`, () => {
     let db: TestDb;
     let emu: DaprEmulator;
     const replicas: Harness[] = [];
@@ -36,6 +37,7 @@ for (const kind of testDialects()) {
             publisher: new DaprPublisher({ daprPort: emu.port }),
             clock: { now: () => Date.now() },
             instanceId: `replica-${i}`,
+            relayUnderRowLocks,
           }),
         );
       }

@@ -41,7 +41,7 @@ export class RetryByDatabase {
    * (published, the mark did not make it to the database). stop() settles them.
    */
   private readonly held = new Map<string, 'claimed' | 'published'>();
-  /** Whether the store relays under row locks: unknown until the first pass asks it. */
+  /** With `relayUnderRowLocks`, whether the store can (SKIP LOCKED): unknown until the first pass asks it. */
   private lockedRelay: boolean | undefined;
 
   constructor(
@@ -63,7 +63,7 @@ export class RetryByDatabase {
     // Rows a failed write left behind: marking them before their lease runs out saves a second publish.
     if (this.held.size > 0) await this.settle();
     await this.ctx.clock.sync?.();
-    if (this.lockedRelay !== false) {
+    if (this.ctx.tuning.relayUnderRowLocks && this.lockedRelay !== false) {
       const sent = await this.lockedPass();
       if (sent !== null) return sent;
       this.lockedRelay = false;
