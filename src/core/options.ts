@@ -19,7 +19,11 @@ export interface OutboxTuning {
   maximumRetryInterval?: number;
   /** How often the local-queue retry runs, seconds. Default 3. */
   localFailedRetryInterval?: number;
-  /** Rows claimed at a time by the database retry; a pass claims batch after batch while they come back full. Default 100. */
+  /**
+   * Rows claimed at a time by the database retry; a pass claims batch after batch while they come
+   * back full. Default 500 (MASA's is 100): measured on a backlog, a claim of 500 costs the relay
+   * about half the CPU per event of a claim of 100 and drains 1.5-2x faster; 1,000 adds little.
+   */
   retryBatchSize?: number;
   /** Messages per bulk publish call. Default 100. */
   batchSize?: number;
@@ -78,7 +82,7 @@ export const DEFAULTS: Readonly<ResolvedTuning> = Object.freeze({
   minimumRetryInterval: 60,
   maximumRetryInterval: 3600,
   localFailedRetryInterval: 3,
-  retryBatchSize: 100,
+  retryBatchSize: 500,
   batchSize: 100,
   maxBatchBytes: 3 * 1024 * 1024,
   cleaningLocalQueueExpireInterval: 60,

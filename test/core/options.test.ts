@@ -13,14 +13,14 @@ describe('createOutbox options', () => {
   after(() => sequelize.close());
   const publisher = new RecordingPublisher();
 
-  it('keeps MASA\'s defaults, in seconds', () => {
+  it('keeps MASA\'s defaults, in seconds, except the claim size, chosen from measurements', () => {
     const outbox = createOutbox({ sequelize, publisher });
     assert.equal(outbox.tuning.localRetryTimes, 3);
     assert.equal(outbox.tuning.maxRetryTimes, 10);
     assert.equal(outbox.tuning.failedRetryInterval, 60);
     assert.equal(outbox.tuning.minimumRetryInterval, 60);
     assert.equal(outbox.tuning.localFailedRetryInterval, 3);
-    assert.equal(outbox.tuning.retryBatchSize, 100);
+    assert.equal(outbox.tuning.retryBatchSize, 500);
     assert.equal(outbox.tuning.cleaningLocalQueueExpireInterval, 60);
     assert.equal(outbox.tuning.cleaningExpireInterval, 300);
     assert.equal(outbox.tuning.publishedExpireTime, 86400);
