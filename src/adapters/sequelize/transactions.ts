@@ -4,14 +4,20 @@ import { commitTransaction } from './commit';
 import { deferredTransaction } from './deferred-transaction';
 import { currentTransaction, installTransactionContext, runWithTransaction } from './transaction-context';
 
+/** Savepoint names: unique in the process, so never reused within a transaction. */
+let savepoints = 0;
+
 /**
  * The transaction port on Sequelize, with the ambient transaction on AsyncLocalStorage.
  * Transactions begin at their first query (see deferred-transaction.ts): a unit of work that
  * never touches the database costs no connection, and on SQLite holds no write lock.
  */
 export class SequelizeTransactions implements TransactionPort {
+  readonly oneWriter: boolean;
+
   constructor(readonly sequelize: Sequelize) {
     installTransactionContext(sequelize);
+    this.oneWriter = sequelize.getDialect() === 'sqlite';
   }
 
   async begin(): Promise<Transaction> {
@@ -41,6 +47,15 @@ export class SequelizeTransactions implements TransactionPort {
 
   current(): Transaction | undefined {
     return currentTransaction(this.sequelize);
+  }
+
+  async savepoint(tx: unknown): Promise<() => Promise<void>> {
+    const name = `dapr_outbox_${++savepoints}`;
+    const options = { transaction: tx as Transaction, raw: true };
+    await this.sequelize.query(`SAVEPOINT ${name}`, options);
+    return async () => {
+      await this.sequelize.query(`ROLLBACK TO SAVEPOINT ${name}`, options);
+    };
   }
 
   afterCommit(tx: unknown, fn: () => void): void {
