@@ -57,13 +57,15 @@ export class SequelizeInboxStore implements InboxStore {
   }
 
   async remove(keys: readonly InboxKey[], tx: unknown): Promise<void> {
-    if (keys.length === 0) return;
-    const where = keys.map(() => '(consumer = ? AND event_id = ?)').join(' OR ');
-    await this.sequelize.query(`DELETE FROM ${quoteIdent(this.dialect, this.table)} WHERE ${where}`, {
-      replacements: keys.flatMap((k) => [k.consumer, k.eventId]),
-      transaction: tx as Transaction,
-      type: QueryTypes.BULKDELETE,
-    });
+    // SQLite parses a chain of ORs as a tree at most 1000 deep.
+    for (let at = 0; at < keys.length; at += 200) {
+      const chunk = keys.slice(at, at + 200);
+      await this.sequelize.query(`DELETE FROM ${quoteIdent(this.dialect, this.table)} WHERE ${chunk.map(() => '(consumer = ? AND event_id = ?)').join(' OR ')}`, {
+        replacements: chunk.flatMap((k) => [k.consumer, k.eventId]),
+        transaction: tx as Transaction,
+        type: QueryTypes.BULKDELETE,
+      });
+    }
   }
 
   /** Whether INSERT ... RETURNING is there; asked of the server once (MySQL or MariaDB). */

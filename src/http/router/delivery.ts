@@ -137,7 +137,7 @@ function isDropError(err: unknown): boolean {
 }
 
 /** The driver's code of a database error (ER_LOCK_DEADLOCK, SQLITE_BUSY, ...), for the log. */
-function errorCode(err: unknown): string | undefined {
+export function errorCode(err: unknown): string | undefined {
   const parent = (err as { parent?: { code?: unknown } } | undefined)?.parent;
   const code = parent?.code ?? (err as { code?: unknown } | undefined)?.code;
   return typeof code === 'string' ? code : undefined;
