@@ -38,7 +38,9 @@ async function load(side: string, requests: number): Promise<void> {
       res.json({ status: 'SUCCESS' });
     });
   } else {
-    const router = side === 'inbox' ? createSubscriptionRouter({ sequelize: s, appApiToken: null, consumer: 'bench', logger: quiet }) : createSubscriptionRouter({ inbox: false, appApiToken: null, logger: quiet });
+    // MAX_TX: the router's groupCommit.maxTransactions (default: the router's own).
+    const groupCommit = process.env.MAX_TX ? { maxTransactions: Number(process.env.MAX_TX) } : {};
+    const router = side === 'inbox' ? createSubscriptionRouter({ sequelize: s, appApiToken: null, consumer: 'bench', logger: quiet, groupCommit }) : createSubscriptionRouter({ inbox: false, appApiToken: null, logger: quiet });
     router.topic('pubsub', TOPIC, (data: { id: string; account: string }) => insert(data));
     app.use(router);
   }

@@ -12,7 +12,7 @@
  */
 export type { Publisher, OutboxMessage, BulkPublishResult } from './ports/publisher';
 export { EventState, type OutboxStore, type OutboxRecord, type OutboxStats, type RepublishFilter, type FailedMark, type StoreTransaction } from './ports/outbox-store';
-export type { InboxStore } from './ports/inbox-store';
+export type { InboxKey, InboxStore } from './ports/inbox-store';
 export type { TransactionPort } from './ports/transactions';
 export { OutboxEngine, type EngineOptions, type EnginePorts } from './core/outbox-engine';
 export { IntegrationEventBus } from './core/bus';

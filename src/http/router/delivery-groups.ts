@@ -41,8 +41,8 @@ export interface GroupLimits {
 interface Member {
   d: Delivery;
   key: InboxKey;
-  /** Runs `fn` in the async context the delivery arrived in (its request's). */
-  enter: <T>(fn: () => T) => T;
+  /** The async context the delivery arrived in (its request's), where its handler runs. */
+  context: AsyncResource;
   settle: (status: DaprStatus) => void;
 }
 
@@ -88,7 +88,7 @@ export class DeliveryGroups {
   }
 
   private member(d: Delivery, settle: (status: DaprStatus) => void): Member {
-    return { d, key: { consumer: d.topic.consumer, eventId: inboxKey(d.ctx.id) }, enter: AsyncResource.bind(<T>(fn: () => T): T => fn()), settle };
+    return { d, key: { consumer: d.topic.consumer, eventId: inboxKey(d.ctx.id) }, context: new AsyncResource('dapr-outbox.delivery'), settle };
   }
 
   private pump(): void {
@@ -198,7 +198,7 @@ export class DeliveryGroups {
   private async invoke(m: Member, tx: StoreTransaction): Promise<HandlerOutcome> {
     m.d.ctx.transaction = tx;
     try {
-      return await m.enter(() => this.inbox.transactions.bind(tx, () => invokeHandler(m.d)));
+      return await m.context.runInAsyncScope(() => this.inbox.transactions.bind(tx, () => invokeHandler(m.d)));
     } finally {
       m.d.ctx.transaction = undefined;
     }

@@ -61,7 +61,8 @@ interface RouteTarget {
  * router first, or raise that limit, when you use bulk subscribe.
  *
  * With `outbox.middleware()` mounted before the router, the request's unit of work is completed
- * before the delivery runs (see commit-request-unit-of-work.ts); each delivery has its own transaction.
+ * before the delivery runs (see commit-request-unit-of-work.ts); deliveries run in the router's
+ * own delivery transactions (see delivery-groups.ts), never in the request's.
  */
 export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inboxFor?: InboxFactory): SubscriptionRouter {
   const opts = resolveRouterOptions(options, inboxFor);
