@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
+import type express from 'express';
 import request from 'supertest';
 import { QueryTypes, type Model, type ModelStatic } from 'sequelize';
 import { createOutbox, createSubscriptionRouter, DropError, type DeliveryContext, type Outbox, type TopicOptions } from '../../src';
@@ -67,7 +69,7 @@ for (const kind of dialects) {
      * sends a delivery whose handler waits until `release()`; deliveries sent meanwhile wait for
      * the next transaction together once they all passed validation (`queued(n)`).
      */
-    async function groupedApp(handler: (data: any, ctx: DeliveryContext) => unknown, options: TopicOptions = {}, inbox?: InboxStore) {
+    async function groupedApp(handler: (data: any, ctx: DeliveryContext) => unknown, options: TopicOptions = {}, inbox?: InboxStore, before: express.RequestHandler[] = []) {
       let validated = 0;
       let release!: () => void;
       const released = new Promise<void>((resolve) => (release = resolve));
@@ -92,7 +94,7 @@ for (const kind of dialects) {
           },
         },
       );
-      const server = await listen(appWith(router));
+      const server = await listen(appWith(...before, router));
       closers.push(server.close);
       // then() sends it now (a supertest request is lazy).
       const post = (body: string) =>
@@ -206,7 +208,7 @@ for (const kind of dialects) {
       assert.ok(publisher.seenCommitted.slice(-3).every(Boolean), 'each event went out after its effect was committed');
     });
 
-    it('answers a bulk delivery with mixed outcomes entry by entry, in one transaction', async () => {
+    it('answers a bulk delivery with mixed outcomes entry by entry, with exactly one effect per succeeded entry', async () => {
       const runs: string[] = [];
       const txs = new Set<unknown>();
       const failedOnce = new Set<string>();
@@ -246,9 +248,10 @@ for (const kind of dialects) {
       ];
       const send = async () => (await request(app).post(route).set('content-type', 'application/json').send(bulkBody(entries))).body.statuses.map((s: { status: string }) => s.status);
       assert.deepEqual(await send(), ['SUCCESS', 'RETRY', 'DROP', 'DROP', 'SUCCESS', 'SUCCESS', 'SUCCESS', 'DROP']);
-      // Each entry behind a savepoint: every handler ran once, in the batch's one transaction.
-      assert.deepEqual(runs, ['ok', 'throws', 'drop', 'poison', 'last']);
-      assert.equal(txs.size, 1, 'one transaction for the bulk delivery');
+      // The first failure rolls the batch's transaction back; the others run again in a second
+      // one, each behind a savepoint, where the later failures make nobody else run again.
+      assert.deepEqual(runs, ['ok', 'throws', 'ok', 'drop', 'poison', 'last']);
+      assert.equal(txs.size, 2);
       const notes = (await Effect.findAll()).map((e) => e.get('note') as string).sort();
       assert.deepEqual(notes, ['last', 'ok', 'seen']);
       assert.deepEqual(await inboxIds(), [ok.id, seen.id, entries[6]!.event.id].map(String).sort());
@@ -256,7 +259,7 @@ for (const kind of dialects) {
       runs.length = 0;
       txs.clear();
       assert.deepEqual(await send(), ['SUCCESS', 'SUCCESS', 'DROP', 'DROP', 'SUCCESS', 'SUCCESS', 'SUCCESS', 'DROP']);
-      assert.deepEqual(runs, ['throws', 'drop', 'poison']);
+      assert.deepEqual(runs, ['throws', 'drop', 'throws', 'poison']);
       assert.equal(await effects(String(entries[1]!.event.id)), 1);
       // A batch whose handlers all succeed is one transaction.
       runs.length = 0;
@@ -268,7 +271,44 @@ for (const kind of dialects) {
         ['SUCCESS', 'SUCCESS', 'SUCCESS'],
       );
       assert.deepEqual(runs, ['fresh 1', 'fresh 2', 'fresh 3']);
-      assert.equal(txs.size, 1);
+      assert.equal(txs.size, 1, 'one transaction for the bulk delivery');
+    });
+
+    it("runs each handler of a group in its own request's async context", async () => {
+      const requestOf = new AsyncLocalStorage<string>();
+      const seen: Array<[string | undefined, number]> = [];
+      const g = await groupedApp(
+        async (data: { n: number }) => {
+          await Effect.create({ eventId: String(data.n) });
+          seen.push([requestOf.getStore(), data.n]);
+        },
+        {},
+        undefined,
+        [(req, _res, next) => requestOf.run(String(req.headers['x-request'] ?? ''), next)],
+      );
+      const blocked = g.blocker();
+      await g.queued(1);
+      const answers = Promise.all(
+        [1, 2, 3].map((n) =>
+          request(g.server.url)
+            .post(route)
+            .set(deliveryHeaders({ 'x-request': `request ${n}` }))
+            .send(daprEnvelope({ data: { n } }))
+            .then((res) => res),
+        ),
+      );
+      await g.queued(4);
+      g.release();
+      await blocked;
+      assert.deepEqual(
+        (await answers).map((a) => a.body.status),
+        ['SUCCESS', 'SUCCESS', 'SUCCESS'],
+      );
+      assert.deepEqual(seen.sort((a, b) => a[1] - b[1]), [
+        ['request 1', 1],
+        ['request 2', 2],
+        ['request 3', 3],
+      ]);
     });
 
     it('runs the members alone when the group transaction fails, so that each gets its own answer', async () => {
