@@ -6,7 +6,8 @@
  *   npx tsx bench/diagnose-subscriber.ts --top /tmp/prof/<main thread's file>.cpuprofile 5000
  *
  * Sides: `inbox` (the router with its inbox), `noinbox` (the router, inbox off), `bare` (an
- * express route doing the same insert). The load is figure 5's, 32 keep-alive clients POSTing
+ * express route doing the same insert), `bulk` (the router with its inbox, bulk deliveries of
+ * 100, 4 in flight; the count given is of events). The load is figure 5's, 32 keep-alive clients POSTing
  * CloudEvents, from a child process (not profiled), so the profile holds the service alone.
  * `--top` prints the functions with the most self time, and the packages or files, per delivery.
  */
@@ -21,6 +22,7 @@ import { createBenchDb } from './support/db';
 import { close, closedLoop, listen } from './support/load';
 
 const TOPIC = 'BenchEvent';
+const BULK_SIZE = 100;
 const quiet = { warn() {}, error() {}, info() {}, debug() {} };
 
 async function load(side: string, requests: number): Promise<void> {
@@ -40,13 +42,13 @@ async function load(side: string, requests: number): Promise<void> {
   } else {
     // MAX_TX: the router's groupCommit.maxTransactions (default: the router's own).
     const groupCommit = process.env.MAX_TX ? { maxTransactions: Number(process.env.MAX_TX) } : {};
-    const router = side === 'inbox' ? createSubscriptionRouter({ sequelize: s, appApiToken: null, consumer: 'bench', logger: quiet, groupCommit }) : createSubscriptionRouter({ inbox: false, appApiToken: null, logger: quiet });
-    router.topic('pubsub', TOPIC, (data: { id: string; account: string }) => insert(data));
+    const router = side !== 'noinbox' ? createSubscriptionRouter({ sequelize: s, appApiToken: null, consumer: 'bench', logger: quiet, groupCommit }) : createSubscriptionRouter({ inbox: false, appApiToken: null, logger: quiet });
+    router.topic('pubsub', TOPIC, (data: { id: string; account: string }) => insert(data), side === 'bulk' ? { bulk: true } : {});
     app.use(router);
   }
   const server = createServer(app);
   const port = await listen(server);
-  const child = fork(__filename, ['--load', String(port), String(requests)], { execArgv: ['--import', 'tsx'] });
+  const child = fork(__filename, ['--load', String(port), String(requests), side], { execArgv: ['--import', 'tsx'] });
   const cpu0 = process.cpuUsage();
   await new Promise((resolve) => child.on('exit', resolve));
   const cpu = process.cpuUsage(cpu0);
@@ -55,19 +57,25 @@ async function load(side: string, requests: number): Promise<void> {
   await db.close();
 }
 
-async function drive(port: number, requests: number): Promise<void> {
+async function drive(port: number, requests: number, bulk: boolean): Promise<void> {
   let seq = 0;
   const r = await closedLoop({
     port,
     path: '/dapr-outbox/pubsub/BenchEvent',
-    concurrency: 32,
+    concurrency: bulk ? 4 : 32,
     durationMs: 120_000,
-    maxRequests: requests,
-    body: () => cloudEvent(`evt-${process.pid}-${++seq}`),
-    headers: { 'content-type': 'application/cloudevents+json' },
-    ok: (status, text) => status === 200 && text.includes('SUCCESS'),
+    maxRequests: bulk ? Math.ceil(requests / BULK_SIZE) : requests,
+    body: () => (bulk ? bulkOf(Array.from({ length: BULK_SIZE }, () => cloudEvent(`evt-${process.pid}-${++seq}`))) : cloudEvent(`evt-${process.pid}-${++seq}`)),
+    headers: { 'content-type': bulk ? 'application/json' : 'application/cloudevents+json' },
+    ok: (status, text) => status === 200 && text.includes('SUCCESS') && !text.includes('RETRY'),
   });
-  console.log(`${Math.round(r.rps)} deliveries/s, ${r.completed} completed, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ''}`);
+  console.log(`${Math.round(r.rps)} ${bulk ? `bulk deliveries of ${BULK_SIZE}` : 'deliveries'}/s, ${r.completed} completed, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ''}`);
+}
+
+/** daprd's bulk delivery around CloudEvents (JSON texts). */
+function bulkOf(events: string[]): string {
+  const entries = events.map((e, i) => `{"entryId":"${i}","event":${e},"metadata":{},"contentType":"application/cloudevents+json"}`);
+  return `{"entries":[${entries.join(',')}],"id":"b","metadata":{},"pubsubname":"pubsub","topic":"${TOPIC}","type":"com.dapr.event.sent.bulk"}`;
 }
 
 function cloudEvent(id: string): string {
@@ -108,7 +116,7 @@ function top(file: string, deliveries: number, n = 25): void {
   for (const [f, us] of [...files].sort((a, b) => b[1] - a[1]).slice(0, n)) console.log(`${per(us)}  ${f}`);
 }
 
-if (process.argv[2] === '--load') void drive(Number(process.argv[3]), Number(process.argv[4]));
+if (process.argv[2] === '--load') void drive(Number(process.argv[3]), Number(process.argv[4]), process.argv[5] === 'bulk');
 else if (process.argv[2] === '--top') top(process.argv[3]!, Number(process.argv[4]), Number(process.argv[5]) || 25);
 else
   load(process.argv[2] ?? 'inbox', Number(process.argv[3] ?? 5000)).catch((err) => {

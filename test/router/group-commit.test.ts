@@ -65,9 +65,9 @@ for (const kind of dialects) {
       ((await db.sequelize.query(`SELECT event_id FROM ${outbox.tables.inbox} ORDER BY event_id`, { type: QueryTypes.SELECT })) as Array<{ event_id: string }>).map((r) => r.event_id).sort();
 
     /**
-     * A router with one delivery transaction at a time, and a way to make a group: `blocker()`
-     * sends a delivery whose handler waits until `release()`; deliveries sent meanwhile wait for
-     * the next transaction together once they all passed validation (`queued(n)`).
+     * A router with one delivery transaction at a time, and `together(sends)`, which makes a
+     * group: a first delivery holds the transaction until the deliveries `sends` start have all
+     * passed validation (they then wait for the next transaction), and their answers come back.
      */
     async function groupedApp(handler: (data: any, ctx: DeliveryContext) => unknown, options: TopicOptions = {}, inbox?: InboxStore, before: express.RequestHandler[] = []) {
       let validated = 0;
@@ -103,17 +103,21 @@ for (const kind of dialects) {
           .set(deliveryHeaders())
           .send(body)
           .then((res) => res);
-      return {
-        post,
-        blocker: () => post(daprEnvelope({ data: { block: true } })),
-        release,
-        /** Resolves once `n` deliveries have passed validation and been handed to the groups. */
-        queued: async (n: number) => {
-          while (validated < n) await turn();
-          await turn();
-        },
-        server,
+      /** Resolves once `n` deliveries have passed validation and been handed to the groups. */
+      const queued = async (n: number) => {
+        while (validated < n) await turn();
+        await turn();
       };
+      const together = async (sends: Array<() => Promise<request.Response>>) => {
+        const blocked = post(daprEnvelope({ data: { block: true } }));
+        await queued(1);
+        const answers = Promise.all(sends.map((send) => send()));
+        await queued(1 + sends.length);
+        release();
+        assert.deepEqual((await blocked).body, { status: 'SUCCESS' });
+        return (await answers).map((a) => a.body.status as string);
+      };
+      return { post, together, server };
     }
 
     it('answers RETRY to the one failing handler of a group, and SUCCESS to the others, whose effects are committed', async () => {
@@ -127,17 +131,8 @@ for (const kind of dialects) {
           throw new Error('this one fails after writing');
         }
       });
-      const blocked = g.blocker();
-      await g.queued(1);
       const bodies = [1, 2, 3, 4, 5].map((n) => daprEnvelope({ data: { n, fail: n === 3 } }));
-      const answers = Promise.all(bodies.map((b) => g.post(b)));
-      await g.queued(6);
-      g.release();
-      assert.deepEqual((await blocked).body, { status: 'SUCCESS' });
-      assert.deepEqual(
-        (await answers).map((a) => a.body.status),
-        ['SUCCESS', 'SUCCESS', 'RETRY', 'SUCCESS', 'SUCCESS'],
-      );
+      assert.deepEqual(await g.together(bodies.map((b) => () => g.post(b))), ['SUCCESS', 'SUCCESS', 'RETRY', 'SUCCESS', 'SUCCESS']);
       // 1, 2 and 3 shared a transaction; 3 failed there, and the others ran in the next one.
       assert.ok(txs.get(1) === txs.get(2) && txs.get(2) === txs.get(3), 'the first three shared one transaction');
       assert.ok(txs.get(4) === txs.get(5) && txs.get(4) !== txs.get(1), 'the others ran together in the next one');
@@ -168,13 +163,7 @@ for (const kind of dialects) {
       });
       const x = daprEnvelope({ data: { key: 'x' } });
       const y = daprEnvelope({ data: { key: 'y' } });
-      const blocked = g.blocker();
-      await g.queued(1);
-      const answers = Promise.all([x, y, x, y, x].map((b) => g.post(b)));
-      await g.queued(6);
-      g.release();
-      await blocked;
-      const statuses = (await answers).map((a) => a.body.status as string);
+      const statuses = await g.together([x, y, x, y, x].map((b) => () => g.post(b)));
       assert.deepEqual([statuses[1], statuses[3]], ['SUCCESS', 'SUCCESS']);
       assert.deepEqual([statuses[0], statuses[2], statuses[4]].sort(), ['RETRY', 'SUCCESS', 'SUCCESS']);
       assert.deepEqual(Object.fromEntries(runs), { x: 2, y: 1 });
@@ -190,17 +179,8 @@ for (const kind of dialects) {
         await outbox.bus.publish(new UserRegistered(ctx.id, '1'));
         if (data.fail) throw new Error('fails after publishing');
       });
-      const blocked = g.blocker();
-      await g.queued(1);
       const bodies = [false, true, false, false].map((fail) => daprEnvelope({ data: { fail } }));
-      const answers = Promise.all(bodies.map((b) => g.post(b)));
-      await g.queued(5);
-      g.release();
-      await blocked;
-      assert.deepEqual(
-        (await answers).map((a) => a.body.status),
-        ['SUCCESS', 'RETRY', 'SUCCESS', 'SUCCESS'],
-      );
+      assert.deepEqual(await g.together(bodies.map((b) => () => g.post(b))), ['SUCCESS', 'RETRY', 'SUCCESS', 'SUCCESS']);
       await outbox.drain();
       const published = publisher.messages.slice(before).map((m) => (JSON.parse(m.content) as { account: string }).account);
       const ids = bodies.map((b) => JSON.parse(b).id as string);
@@ -286,24 +266,13 @@ for (const kind of dialects) {
         undefined,
         [(req, _res, next) => requestOf.run(String(req.headers['x-request'] ?? ''), next)],
       );
-      const blocked = g.blocker();
-      await g.queued(1);
-      const answers = Promise.all(
-        [1, 2, 3].map((n) =>
-          request(g.server.url)
-            .post(route)
-            .set(deliveryHeaders({ 'x-request': `request ${n}` }))
-            .send(daprEnvelope({ data: { n } }))
-            .then((res) => res),
-        ),
-      );
-      await g.queued(4);
-      g.release();
-      await blocked;
-      assert.deepEqual(
-        (await answers).map((a) => a.body.status),
-        ['SUCCESS', 'SUCCESS', 'SUCCESS'],
-      );
+      const send = (n: number) => () =>
+        request(g.server.url)
+          .post(route)
+          .set(deliveryHeaders({ 'x-request': `request ${n}` }))
+          .send(daprEnvelope({ data: { n } }))
+          .then((res) => res);
+      assert.deepEqual(await g.together([1, 2, 3].map(send)), ['SUCCESS', 'SUCCESS', 'SUCCESS']);
       assert.deepEqual(seen.sort((a, b) => a[1] - b[1]), [
         ['request 1', 1],
         ['request 2', 2],
@@ -335,17 +304,8 @@ for (const kind of dialects) {
         {},
         flaky,
       );
-      const blocked = g.blocker();
-      await g.queued(1);
       const bodies = [1, 2, 3].map((n) => daprEnvelope({ data: { n } }));
-      const answers = Promise.all(bodies.map((b) => g.post(b)));
-      await g.queued(4);
-      g.release();
-      await blocked;
-      assert.deepEqual(
-        (await answers).map((a) => a.body.status),
-        ['SUCCESS', 'SUCCESS', 'SUCCESS'],
-      );
+      assert.deepEqual(await g.together(bodies.map((b) => () => g.post(b))), ['SUCCESS', 'SUCCESS', 'SUCCESS']);
       assert.equal(failures, 1);
       assert.equal(txs.size, 3, 'each ran in a transaction of its own');
       assert.equal(await effects(), 3);
@@ -357,17 +317,8 @@ for (const kind of dialects) {
           await Effect.create({ eventId: ctx.id });
           if (data.swallow) await db.sequelize.query('SELECT * FROM no_such_table', { transaction: ctx.transaction as never }).catch(() => {});
         });
-        const blocked = g.blocker();
-        await g.queued(1);
         const bodies = [false, true, false].map((swallow) => daprEnvelope({ id: randomUUID(), data: { swallow } }));
-        const answers = Promise.all(bodies.map((b) => g.post(b)));
-        await g.queued(4);
-        g.release();
-        await blocked;
-        assert.deepEqual(
-          (await answers).map((a) => a.body.status),
-          ['SUCCESS', 'RETRY', 'SUCCESS'],
-        );
+        assert.deepEqual(await g.together(bodies.map((b) => () => g.post(b))), ['SUCCESS', 'RETRY', 'SUCCESS']);
         const ids = bodies.map((b) => JSON.parse(b).id as string);
         assert.deepEqual(await Promise.all(ids.map((id) => effects(id))), [1, 0, 1]);
       });
