@@ -44,8 +44,11 @@ export class SequelizeInboxStore implements InboxStore {
       return flags;
     }
     const inserted = new Set<string>();
-    for (let at = 0; at < keys.length; at += KEYS_PER_INSERT) {
-      const chunk = keys.slice(at, at + KEYS_PER_INSERT);
+    // In one order everywhere: two transactions recording the same ids (a redelivery racing the
+    // first delivery) then wait for each other's row locks in turn instead of deadlocking.
+    const sorted = [...keys].sort((a, b) => compare(a.consumer, b.consumer) || compare(a.eventId, b.eventId));
+    for (let at = 0; at < sorted.length; at += KEYS_PER_INSERT) {
+      const chunk = sorted.slice(at, at + KEYS_PER_INSERT);
       const rows = (await this.sequelize.query(insertIgnoreReturning(this.dialect, this.table, chunk.length), {
         replacements: chunk.flatMap((k) => [k.consumer, k.eventId, now]),
         transaction: tx as Transaction,
@@ -138,6 +141,10 @@ export function supportsInsertReturning(version: string): boolean {
   if (!m || !/mariadb/i.test(version)) return false;
   const [major, minor] = [Number(m[1]), Number(m[2])];
   return major > 10 || (major === 10 && minor >= 5);
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function keyOf(consumer: string, eventId: string): string {
