@@ -12,7 +12,7 @@
  */
 export type { Publisher, OutboxMessage, BulkPublishResult } from './ports/publisher';
 export { EventState, type OutboxStore, type OutboxRecord, type OutboxStats, type OutboxOverview, type RepublishFilter, type ReleaseOptions, type LockedBatchOutcome, type FailedMark, type StoreTransaction } from './ports/outbox-store';
-export type { InboxStore } from './ports/inbox-store';
+export type { InboxKey, InboxStore } from './ports/inbox-store';
 export type { EventPageQuery, EventPage, OutboxRowSummary } from './ports/outbox-store';
 export type { InboxEntry, InboxPage, InboxPageQuery } from './ports/inbox-store';
 export type { TransactionPort } from './ports/transactions';

@@ -4,12 +4,31 @@
  */
 import type { StoreTransaction } from './outbox-store';
 
+/** One inbox entry: an event id as one consumer handled it. */
+export interface InboxKey {
+  consumer: string;
+  eventId: string;
+}
+
 export interface InboxStore {
   /**
    * Records that `consumer` handled `eventId`, in `tx`. Resolves true when this is the first
    * time, false when the pair was already recorded (a duplicate delivery).
    */
   record(consumer: string, eventId: string, tx: StoreTransaction, now: number): Promise<boolean>;
+  /**
+   * Records several distinct keys in `tx` at once (one statement where the database can tell
+   * which rows it inserted). Resolves one flag per key, in order: true when recorded now, false
+   * when already there. Optional: without it the router calls `record()` per key, in the same
+   * transaction.
+   */
+  recordAll?(keys: readonly InboxKey[], tx: StoreTransaction, now: number): Promise<boolean[]>;
+  /**
+   * Deletes keys recorded in `tx` (a delivery whose handler failed after its group recorded it,
+   * so that the redelivery runs the handler again). Optional: without it a failing handler rolls
+   * its whole group back.
+   */
+  remove?(keys: readonly InboxKey[], tx: StoreTransaction): Promise<void>;
   /** Deletes up to `limit` entries recorded before `before` (epoch ms). Returns how many. */
   deleteOlderThan(before: number, limit: number): Promise<number>;
   /** How many entries the inbox holds. A store without it reports no size. */

@@ -5,6 +5,10 @@
 import type { StoreTransaction } from './outbox-store';
 
 export interface TransactionPort {
+  /** True when the database takes one writing transaction at a time (SQLite): open fewer at once. */
+  readonly oneWriter?: boolean;
+  /** How many transactions can be open at once (the connection pool's size), when known. */
+  readonly concurrency?: number;
   /**
    * Opens a transaction for a unit of work. It may begin lazily (at its first query), so that a
    * unit of work that never touches the database costs nothing.
@@ -25,6 +29,13 @@ export interface TransactionPort {
   detached<T>(fn: () => T): T;
   /** The ambient transaction of the current async context, if any. */
   current(): StoreTransaction | undefined;
+  /**
+   * Marks a savepoint in `tx` (which has begun); the function it resolves rolls `tx` back to it,
+   * undoing only what ran since, and rejects when it cannot (the database rolled the whole
+   * transaction back, as on a deadlock). Optional: without it the subscription router rolls a
+   * delivery group back when one handler fails, and runs the others again.
+   */
+  savepoint?(tx: StoreTransaction): Promise<() => Promise<void>>;
   /** Runs `fn` once `tx` has committed (never when it rolls back). */
   afterCommit(tx: StoreTransaction, fn: () => void): void;
 }

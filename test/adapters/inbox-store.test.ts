@@ -1,9 +1,22 @@
 import assert from 'node:assert/strict';
 import { runMigrations, SequelizeInboxStore } from '../../src/extend';
 import { inTransaction } from '../../src/adapters/sequelize/transactions';
-import { createTestDb, testDialects, type TestDb } from '../support/db';
+import { supportsInsertReturning } from '../../src/adapters/sequelize/inbox-store';
+import { createTestDb, testDialects, type DbKind, type TestDb } from '../support/db';
 
-for (const kind of testDialects()) {
+describe('supportsInsertReturning', () => {
+  it('is true for MariaDB 10.5 and later, false for MySQL and older MariaDB', () => {
+    assert.equal(supportsInsertReturning('10.11.19-MariaDB-0+deb12u1'), true);
+    assert.equal(supportsInsertReturning('10.5.0-MariaDB'), true);
+    assert.equal(supportsInsertReturning('11.4.2-MariaDB'), true);
+    assert.equal(supportsInsertReturning('10.4.32-MariaDB'), false);
+    assert.equal(supportsInsertReturning('8.0.36'), false);
+  });
+});
+
+const dialects: DbKind[] = [...testDialects(), ...(process.env.TEST_POSTGRES_URL && !testDialects().includes('postgres') ? (['postgres'] as const) : [])];
+
+for (const kind of dialects) {
   describe(`SequelizeInboxStore (${kind})`, () => {
     let db: TestDb;
     let store: SequelizeInboxStore;
@@ -36,6 +49,22 @@ for (const kind of testDialects()) {
         }),
       );
       assert.equal(await record('billing', 'evt-rolled-back'), true);
+    });
+
+    it('records many keys in one call and tells which are new, in order', async () => {
+      assert.equal(await record('bulk', 'b-2'), true);
+      const keys = ['b-1', 'b-2', 'b-3'].map((eventId) => ({ consumer: 'bulk', eventId }));
+      assert.deepEqual(await inTransaction(db.sequelize, (tx) => store.recordAll(keys, tx, Date.now())), [true, false, true]);
+      assert.deepEqual(await inTransaction(db.sequelize, (tx) => store.recordAll(keys, tx, Date.now())), [false, false, false]);
+      // More keys than one INSERT takes.
+      const many = Array.from({ length: 1203 }, (_, i) => ({ consumer: 'bulk-many', eventId: `m-${i}` }));
+      const flags = await inTransaction(db.sequelize, (tx) => store.recordAll(many, tx, Date.now()));
+      assert.equal(flags.filter(Boolean).length, 1203);
+      await inTransaction(db.sequelize, (tx) => store.remove(many.slice(1), tx));
+      assert.equal(await record('bulk-many', 'm-0'), false);
+      assert.equal(await record('bulk-many', 'm-1'), true, 'removed keys are new again');
+      await inTransaction(db.sequelize, (tx) => store.remove(many, tx));
+      await inTransaction(db.sequelize, (tx) => store.remove(keys, tx));
     });
 
     it('deletes old entries in bounded batches', async () => {

@@ -219,12 +219,15 @@ for (const mode of ['no inbox', ...testDialects()] as const) {
           { entryId: 'e6', status: 'SUCCESS' },
         ],
       });
+      // With the inbox the entries share one transaction: entry 2's failure rolls it back, and
+      // the others run again in the next one (each behind a savepoint there).
       assert.deepEqual(
         seen.map((s) => s.ctx.bulk?.entryId),
-        ['e1', 'e2', 'e3', 'e5', 'e6'],
+        db ? ['e1', 'e2', 'e1', 'e3', 'e5', 'e6'] : ['e1', 'e2', 'e3', 'e5', 'e6'],
       );
-      assert.deepEqual(seen[3]!.data, raw);
-      assert.equal(seen[3]!.ctx.id, 'e5');
+      const e5 = seen.find((s) => s.ctx.bulk?.entryId === 'e5')!;
+      assert.deepEqual(e5.data, raw);
+      assert.equal(e5.ctx.id, 'e5');
       assert.ok(logger.warnings().some((m) => /malformed bulk entry: not a CloudEvent: 'id'/.test(m)));
       if (Effect) assert.equal(await Effect.count(), 3);
     });

@@ -183,10 +183,13 @@ for (const kind of testDialects()) {
       assert.deepEqual(subscriptions[0]!.bulkSubscribe, { enabled: true, maxMessagesCount: 5, maxAwaitDurationMs: 20 });
       for (let n = 1; n <= 5; n++) await publish(emu, 'orders', JSON.stringify({ n }));
       await emu.idle();
+      // Every entry ran; those that shared a batch with entry 3 ran again after its DROP rolled
+      // the batch's transaction back. Their effects are there once each.
       assert.deepEqual(
-        [...seen].sort(),
+        [...new Set(seen)].sort(),
         [1, 2, 3, 4, 5],
       );
+      assert.equal(seen.filter((n) => n === 3).length, 1);
       assert.ok(emu.deliveries.every((d) => d.bulk));
       assert.deepEqual(
         emu.deliveries.map((d) => d.outcome).sort(),

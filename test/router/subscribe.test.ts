@@ -177,6 +177,9 @@ describe('subscription router: GET /dapr/subscribe and routes', () => {
       assert.throws(() => createSubscriptionRouter({ inbox: true }), /inbox needs `outbox` or `sequelize`/);
       assert.throws(() => createSubscriptionRouter({ routePrefix: '/a/' }), /routePrefix must be a path/);
       assert.throws(() => createSubscriptionRouter({ logger: { warn: 1 } as never }), /logger\.warn must be a function/);
+      assert.throws(() => createSubscriptionRouter({ groupCommit: { maxDeliveries: 0 } }), /^OutboxConfigError: groupCommit\.maxDeliveries must be an integer >= 1, got 0$/);
+      assert.throws(() => createSubscriptionRouter({ groupCommit: { maxTransactions: 1.5 } }), /groupCommit\.maxTransactions must be an integer >= 1, got 1\.5/);
+      assert.throws(() => createSubscriptionRouter({ groupCommit: 'yes' as never }), /groupCommit must be an object/);
     });
   });
 });

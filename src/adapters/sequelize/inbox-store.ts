@@ -1,7 +1,10 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-import type { InboxPage, InboxPageQuery, InboxStore } from '../../ports/inbox-store';
+import type { InboxKey, InboxPage, InboxPageQuery, InboxStore } from '../../ports/inbox-store';
 import { dialectOf, quoteIdent, type SqlDialect } from './dialect';
-import { writeGateFor } from './write-gate';
+import { prepareConnection, writeGateFor } from './write-gate';
+
+/** Keys per INSERT of recordAll(): 3 parameters each, well under every dialect's limit. */
+const KEYS_PER_INSERT = 500;
 
 /**
  * The inbox table on Sequelize. The insert ignores a duplicate key instead of failing, so the
@@ -10,6 +13,7 @@ import { writeGateFor } from './write-gate';
  */
 export class SequelizeInboxStore implements InboxStore {
   readonly dialect: SqlDialect;
+  private returning: Promise<boolean> | undefined;
 
   constructor(
     readonly sequelize: Sequelize,
@@ -43,6 +47,58 @@ export class SequelizeInboxStore implements InboxStore {
     const entries = rows.slice(0, query.limit).map((r) => ({ consumer: String(r.consumer), eventId: String(r.event_id), handledTime: Number(r.handled_time) }));
     const last = entries[entries.length - 1];
     return { entries, next: rows.length > query.limit && last ? { consumer: last.consumer, eventId: last.eventId } : null };
+  }
+
+  /**
+   * One multi-row INSERT that ignores duplicates and returns the rows it inserted (SQLite 3.35+,
+   * PostgreSQL, MariaDB 10.5+). MySQL has no RETURNING: there each key is recorded on its own.
+   */
+  async recordAll(keys: readonly InboxKey[], tx: unknown, now: number): Promise<boolean[]> {
+    if (keys.length === 1 || !(await this.hasReturning())) {
+      const flags: boolean[] = [];
+      for (const k of keys) flags.push(await this.record(k.consumer, k.eventId, tx, now));
+      return flags;
+    }
+    const inserted = new Set<string>();
+    // In one order everywhere: two transactions recording the same ids (a redelivery racing the
+    // first delivery) then wait for each other's row locks in turn instead of deadlocking.
+    const sorted = [...keys].sort((a, b) => compare(a.consumer, b.consumer) || compare(a.eventId, b.eventId));
+    for (let at = 0; at < sorted.length; at += KEYS_PER_INSERT) {
+      const chunk = sorted.slice(at, at + KEYS_PER_INSERT);
+      const rows = (await this.sequelize.query(insertIgnoreReturning(this.dialect, this.table, chunk.length), {
+        replacements: chunk.flatMap((k) => [k.consumer, k.eventId, now]),
+        transaction: tx as Transaction,
+        type: QueryTypes.SELECT,
+      })) as Array<{ consumer: string; event_id: string }>;
+      for (const r of rows) inserted.add(keyOf(r.consumer, r.event_id));
+    }
+    return keys.map((k) => inserted.has(keyOf(k.consumer, k.eventId)));
+  }
+
+  async remove(keys: readonly InboxKey[], tx: unknown): Promise<void> {
+    // SQLite parses a chain of ORs as a tree at most 1000 deep.
+    for (let at = 0; at < keys.length; at += 200) {
+      const chunk = keys.slice(at, at + 200);
+      await this.sequelize.query(`DELETE FROM ${quoteIdent(this.dialect, this.table)} WHERE ${chunk.map(() => '(consumer = ? AND event_id = ?)').join(' OR ')}`, {
+        replacements: chunk.flatMap((k) => [k.consumer, k.eventId]),
+        transaction: tx as Transaction,
+        type: QueryTypes.BULKDELETE,
+      });
+    }
+  }
+
+  /** Whether INSERT ... RETURNING is there; asked of the server once (MySQL or MariaDB). */
+  private hasReturning(): Promise<boolean> {
+    if (!this.returning) {
+      this.returning = (async () => {
+        if (this.dialect === 'sqlite' || this.dialect === 'postgres') return true;
+        await prepareConnection(this.sequelize);
+        const [row] = (await this.sequelize.query('SELECT VERSION() AS v', { type: QueryTypes.SELECT, transaction: null })) as Array<{ v: string }>;
+        return supportsInsertReturning(String(row?.v ?? ''));
+      })();
+      this.returning.catch(() => (this.returning = undefined));
+    }
+    return this.returning;
   }
 
   async deleteOlderThan(before: number, limit: number): Promise<number> {
@@ -102,4 +158,37 @@ export function inboxPage(dialect: SqlDialect, table: string, query: InboxPageQu
       `ORDER BY consumer, event_id LIMIT ${Math.trunc(query.limit) + 1}`,
     params,
   };
+}
+
+/**
+ * A multi-row insert of `rows` keys that skips the keys already there and returns the inserted
+ * ones. A key twice in one statement is inserted once (and returned once) on all three.
+ */
+export function insertIgnoreReturning(dialect: SqlDialect, table: string, rows: number): string {
+  const t = quoteIdent(dialect, table);
+  const values = Array.from({ length: rows }, () => '(?, ?, ?)').join(', ');
+  switch (dialect) {
+    case 'sqlite':
+      return `INSERT OR IGNORE INTO ${t} (consumer, event_id, handled_time) VALUES ${values} RETURNING consumer, event_id`;
+    case 'postgres':
+      return `INSERT INTO ${t} (consumer, event_id, handled_time) VALUES ${values} ON CONFLICT DO NOTHING RETURNING consumer, event_id`;
+    default:
+      return `INSERT IGNORE INTO ${t} (consumer, event_id, handled_time) VALUES ${values} RETURNING consumer, event_id`;
+  }
+}
+
+/** MariaDB 10.5+ has INSERT ... RETURNING; MySQL has none. */
+export function supportsInsertReturning(version: string): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  if (!m || !/mariadb/i.test(version)) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 10 || (major === 10 && minor >= 5);
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function keyOf(consumer: string, eventId: string): string {
+  return `${consumer}\u0000${eventId}`;
 }

@@ -4,14 +4,24 @@ import { commitTransaction } from './commit';
 import { deferredTransaction } from './deferred-transaction';
 import { currentTransaction, installTransactionContext, runWithTransaction } from './transaction-context';
 
+/** Savepoint names: unique in the process, so never reused within a transaction. */
+let savepoints = 0;
+
 /**
  * The transaction port on Sequelize, with the ambient transaction on AsyncLocalStorage.
  * Transactions begin at their first query (see deferred-transaction.ts): a unit of work that
  * never touches the database costs no connection, and on SQLite holds no write lock.
  */
 export class SequelizeTransactions implements TransactionPort {
+  readonly oneWriter: boolean;
+  readonly concurrency: number;
+
   constructor(readonly sequelize: Sequelize) {
     installTransactionContext(sequelize);
+    this.oneWriter = sequelize.getDialect() === 'sqlite';
+    // Sequelize's pool default is 5 connections.
+    const max = (sequelize as unknown as { options?: { pool?: { max?: unknown } } }).options?.pool?.max;
+    this.concurrency = typeof max === 'number' && max >= 1 ? Math.floor(max) : 5;
   }
 
   async begin(): Promise<Transaction> {
@@ -41,6 +51,15 @@ export class SequelizeTransactions implements TransactionPort {
 
   current(): Transaction | undefined {
     return currentTransaction(this.sequelize);
+  }
+
+  async savepoint(tx: unknown): Promise<() => Promise<void>> {
+    const name = `dapr_outbox_${++savepoints}`;
+    const options = { transaction: tx as Transaction, raw: true };
+    await this.sequelize.query(`SAVEPOINT ${name}`, options);
+    return async () => {
+      await this.sequelize.query(`ROLLBACK TO SAVEPOINT ${name}`, options);
+    };
   }
 
   afterCommit(tx: unknown, fn: () => void): void {

@@ -12,11 +12,11 @@ import type { TransactionPort } from '../../ports/transactions';
 
 export type Isolation = { ok: true; run: <T>(fn: () => T) => T } | { ok: false; reason: string };
 
-const direct = <T>(fn: () => T): T => fn();
+const direct: Isolation = { ok: true, run: <T>(fn: () => T): T => fn() };
 
 export async function commitRequestUnitOfWork(transactions: TransactionPort | undefined, logger: Logger): Promise<Isolation> {
   const uow = currentUnitOfWork();
-  if (!uow) return { ok: true, run: direct };
+  if (!uow) return direct;
   if (uow.isOpen) {
     try {
       await uow.commit();
@@ -25,6 +25,6 @@ export async function commitRequestUnitOfWork(transactions: TransactionPort | un
       return { ok: false, reason: errorMessage(err) };
     }
   }
-  if (!transactions) return { ok: true, run: direct };
+  if (!transactions) return direct;
   return { ok: true, run: (fn) => outsideUnitOfWork(transactions, fn) };
 }

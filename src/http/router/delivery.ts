@@ -2,25 +2,26 @@
  * One delivery (a single event, or one entry of a bulk delivery) through validation, the inbox
  * and the handler, to the status the sidecar gets.
  *
- * With the inbox on, the handler runs in ONE transaction that first records (consumer, event
- * id): a duplicate answers SUCCESS without running the handler; any outcome but SUCCESS rolls
- * back the record together with the handler's writes, so a retry runs the handler again. Two
+ * With the inbox on, the handler runs in a transaction that first records (consumer, event id):
+ * a duplicate answers SUCCESS without running the handler; any outcome but SUCCESS rolls back
+ * the record together with the handler's writes, so a retry runs the handler again. Deliveries
+ * that arrive while such a transaction is open share the next one (delivery-groups.ts). Two
  * deliveries of one id at once are decided by the inbox's primary key: the second insert waits
- * for the first transaction and then sees a duplicate (SUCCESS), or, when the database gives
- * up on the wait (a lock wait timeout, a deadlock), the delivery answers RETRY. Never a second
+ * for the first transaction and then sees a duplicate (SUCCESS), or, when the database gives up
+ * on the wait (a lock wait timeout, a deadlock), the delivery answers RETRY. Never a second
  * effect.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { DropError } from '../../errors';
 import { errorMessage, type Logger } from '../../core/logger';
-import { countDuplicate, traceProcess } from '../../core/telemetry/spans';
 import type { InboxStore } from '../../ports/inbox-store';
 import type { TransactionPort } from '../../ports/transactions';
 import type { ReadEvent } from './cloudevent';
 import { DROP, RETRY, SUCCESS, type DaprStatus } from './statuses';
-import { inboxKey, type RegisteredTopic } from './topic-registration';
+import type { RegisteredTopic } from './topic-registration';
 import type { DeliveryContext, TopicHandler } from './types';
 import { runValidator } from './validation';
+import { traceProcess } from '../../core/telemetry/spans';
 
 /** Where the inbox lives: the store, and the transactions its records and the handlers run in. */
 export interface InboxBinding {
@@ -40,27 +41,42 @@ export interface DeliveryInput {
   bulk?: { entryId: string; metadata: Record<string, unknown> };
 }
 
-export interface DeliveryDeps {
-  inbox: InboxBinding | undefined;
-  logger: Logger;
+/** A delivery past validation, ready for its handler. */
+export interface Delivery {
+  topic: RegisteredTopic;
+  handler: TopicHandler;
+  /** The data the handler gets (as the validation hook returned it). */
+  data: unknown;
+  ctx: DeliveryContext;
 }
 
-/** Ends the transaction with a status other than SUCCESS (rolls back). */
-class Outcome extends Error {
-  constructor(readonly status: DaprStatus) {
-    super(`handler answered ${status}`);
+/** How a handler ended: its status, and the error it threw, if it did. */
+export interface HandlerOutcome {
+  status: DaprStatus;
+  /** Set when the handler threw (DropError for DROP, anything else for RETRY). */
+  error?: unknown;
+}
+
+const SUCCEEDED: HandlerOutcome = Object.freeze({ status: SUCCESS });
+
+/**
+ * Runs the delivery's handler once, in whatever transaction is ambient. Never throws. This is
+ * the one place a handler is called.
+ */
+export async function invokeHandler(d: Delivery): Promise<HandlerOutcome> {
+  try {
+    const result = await traceProcess(d.ctx, () => d.handler(d.data, d.ctx));
+    return result === RETRY || result === DROP ? { status: result as DaprStatus } : SUCCEEDED;
+  } catch (error) {
+    return { status: isDropError(error) ? DROP : RETRY, error };
   }
 }
 
-/** An error the handler threw, told apart from failures of the inbox transaction itself. */
-class HandlerFailure extends Error {
-  constructor(readonly error: unknown) {
-    super(errorMessage(error));
-  }
-}
-
-/** Runs one delivery. Never throws: every failure becomes RETRY or DROP, and is logged. */
-export async function runDelivery(input: DeliveryInput, deps: DeliveryDeps): Promise<DaprStatus> {
+/**
+ * Builds the handler's context and runs the validation hook: a Delivery, or the status that
+ * ends it here (DROP for data that can never succeed, RETRY when the hook asks for it).
+ */
+export async function prepareDelivery(input: DeliveryInput, inboxOn: boolean, logger: Logger): Promise<Delivery | DaprStatus> {
   const { topic, read } = input;
   const ctx: DeliveryContext = {
     event: read.event,
@@ -70,77 +86,50 @@ export async function runDelivery(input: DeliveryInput, deps: DeliveryDeps): Pro
     route: input.route,
     headers: input.headers,
     transaction: undefined,
-    consumer: deps.inbox ? topic.consumer : undefined,
+    consumer: inboxOn ? topic.consumer : undefined,
   };
   if (input.rawBody !== undefined) ctx.rawBody = input.rawBody;
   if (input.bulk !== undefined) ctx.bulk = input.bulk;
-  const about = (extra: Record<string, unknown> = {}) => ({
-    pubsubName: topic.pubsubName,
-    topic: topic.topic,
-    route: input.route,
-    id: ctx.id,
-    ...(input.bulk ? { entryId: input.bulk.entryId } : {}),
-    ...extra,
-  });
-
-  let data = read.data;
-  if (topic.validate !== undefined) {
-    const v = await runValidator(topic.validate, data, ctx);
-    if (!v.ok) {
-      if (v.retry) {
-        deps.logger.info(`the validation hook asked for a retry: ${v.reason}`, about());
-        return RETRY;
-      }
-      deps.logger.warn(`dropping a message that failed validation: ${v.reason}`, about());
-      return DROP;
-    }
-    data = v.data;
+  const d: Delivery = { topic, handler: input.handler, data: read.data, ctx };
+  if (topic.validate === undefined) return d;
+  const v = await runValidator(topic.validate, d.data, ctx);
+  if (v.ok) {
+    d.data = v.data;
+    return d;
   }
-
-  const invoke = async (): Promise<void> => {
-    let result: unknown;
-    try {
-      result = await traceProcess(ctx, () => input.handler(data, ctx));
-    } catch (err) {
-      if (isDropError(err)) throw err;
-      throw new HandlerFailure(err);
-    }
-    if (result === RETRY || result === DROP) throw new Outcome(result as DaprStatus);
-  };
-
-  try {
-    if (!deps.inbox) {
-      await invoke();
-      return SUCCESS;
-    }
-    const { transactions, store, now } = deps.inbox;
-    const duplicate = await transactions.run(async (tx) => {
-      ctx.transaction = tx;
-      if (!(await store.record(topic.consumer, inboxKey(ctx.id), tx, now()))) return true;
-      await invoke();
-      return false;
-    });
-    if (duplicate) countDuplicate(ctx);
-    if (duplicate) deps.logger.debug('duplicate delivery answered SUCCESS without running the handler', about({ consumer: topic.consumer }));
-    return SUCCESS;
-  } catch (err) {
-    if (err instanceof Outcome) {
-      deps.logger.info(`handler answered ${err.status}`, about());
-      return err.status;
-    }
-    if (isDropError(err)) {
-      deps.logger.warn(`handler dropped the message: ${errorMessage(err)}`, about());
-      return DROP;
-    }
-    if (err instanceof HandlerFailure) {
-      deps.logger.error(`handler failed; answering RETRY: ${err.message}`, about({ error: err.error }));
-      return RETRY;
-    }
-    deps.logger.warn(`inbox transaction failed; answering RETRY: ${errorMessage(err)}`, about({ consumer: topic.consumer, code: errorCode(err) }));
+  if (v.retry) {
+    logger.info(`the validation hook asked for a retry: ${v.reason}`, about(d));
     return RETRY;
-  } finally {
-    ctx.transaction = undefined;
   }
+  logger.warn(`dropping a message that failed validation: ${v.reason}`, about(d));
+  return DROP;
+}
+
+/** The status a handler's outcome answers, logged when it is not SUCCESS. */
+export function answerFor(outcome: HandlerOutcome, d: Delivery, logger: Logger): DaprStatus {
+  if (outcome.status === SUCCESS) return SUCCESS;
+  if (outcome.error === undefined) logger.info(`handler answered ${outcome.status}`, about(d));
+  else if (outcome.status === DROP) logger.warn(`handler dropped the message: ${errorMessage(outcome.error)}`, about(d));
+  else logger.error(`handler failed; answering RETRY: ${errorMessage(outcome.error)}`, about(d, { error: outcome.error }));
+  return outcome.status;
+}
+
+/** RETRY for a delivery whose inbox transaction failed (BEGIN, the inbox insert, COMMIT). */
+export function answerInboxFailure(err: unknown, d: Delivery, logger: Logger): DaprStatus {
+  logger.warn(`inbox transaction failed; answering RETRY: ${errorMessage(err)}`, about(d, { consumer: d.topic.consumer, code: errorCode(err) }));
+  return RETRY;
+}
+
+/** What the log says about a delivery. */
+export function about(d: Delivery, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    pubsubName: d.topic.pubsubName,
+    topic: d.topic.topic,
+    route: d.ctx.route,
+    id: d.ctx.id,
+    ...(d.ctx.bulk ? { entryId: d.ctx.bulk.entryId } : {}),
+    ...extra,
+  };
 }
 
 /** DropError, also from another copy of this library (the ESM and CJS builds are two classes). */
@@ -149,7 +138,7 @@ function isDropError(err: unknown): boolean {
 }
 
 /** The driver's code of a database error (ER_LOCK_DEADLOCK, SQLITE_BUSY, ...), for the log. */
-function errorCode(err: unknown): string | undefined {
+export function errorCode(err: unknown): string | undefined {
   const parent = (err as { parent?: { code?: unknown } } | undefined)?.parent;
   const code = parent?.code ?? (err as { code?: unknown } | undefined)?.code;
   return typeof code === 'string' ? code : undefined;

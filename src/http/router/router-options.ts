@@ -8,6 +8,7 @@ import type { InboxStore } from '../../ports/inbox-store';
 import type { TransactionPort } from '../../ports/transactions';
 import { resolveAppApiToken } from './api-token';
 import type { InboxBinding } from './delivery';
+import type { GroupLimits } from './delivery-groups';
 import { DEFAULT_ROUTE_PREFIX, normalizeRoute } from './route-paths';
 import { INBOX_KEY_MAX } from './topic-registration';
 
@@ -65,9 +66,26 @@ export interface SubscriptionRouterOptions {
   maxBulkBodyBytes?: number;
   /** Prefix of default routes; a request under it that matches no topic gets 404. Default '/dapr-outbox'. */
   routePrefix?: string;
+  /**
+   * With the inbox: how deliveries share transactions. A delivery that finds fewer than
+   * `maxTransactions` delivery transactions open starts one at once; the others wait and share
+   * the next one (one inbox INSERT, their handlers in turn, one COMMIT), up to `maxDeliveries`
+   * each. `maxDeliveries: 1` gives every delivery a transaction of its own.
+   */
+  groupCommit?: {
+    /** Most deliveries in one transaction. Default 100. */
+    maxDeliveries?: number;
+    /**
+     * Most delivery transactions open at once. Default 1 on SQLite (one writer), else the
+     * connection pool's size: handlers that wait on the network run as many at once as they did
+     * with a transaction each, and groups form when every connection is busy.
+     */
+    maxTransactions?: number;
+  };
 }
 
 export const ROUTER_DEFAULTS = Object.freeze({
+  groupCommit: Object.freeze({ maxDeliveries: 100, maxTransactions: 5, maxTransactionsOneWriter: 1 }),
   maxBodyBytes: 4 * 1024 * 1024,
   maxBulkBodyBytes: 64 * 1024 * 1024,
   routePrefix: DEFAULT_ROUTE_PREFIX,
@@ -83,6 +101,7 @@ export interface ResolvedRouterOptions {
   maxBodyBytes: number;
   maxBulkBodyBytes: number;
   routePrefix: string;
+  groupCommit: GroupLimits;
 }
 
 export function resolveRouterOptions(options: SubscriptionRouterOptions = {}, inboxFor?: InboxFactory): ResolvedRouterOptions {
@@ -129,8 +148,17 @@ export function resolveRouterOptions(options: SubscriptionRouterOptions = {}, in
     }
   }
 
+  const group = options.groupCommit ?? {};
+  if (!group || typeof group !== 'object') throw new OutboxConfigError('groupCommit', group, 'must be an object { maxDeliveries?, maxTransactions? }');
+  const defaults = ROUTER_DEFAULTS.groupCommit;
+  const groupCommit: GroupLimits = {
+    maxSize: countOf('groupCommit.maxDeliveries', group.maxDeliveries ?? defaults.maxDeliveries, group.maxDeliveries),
+    maxOpen: countOf('groupCommit.maxTransactions', group.maxTransactions ?? (inbox?.transactions.oneWriter ? defaults.maxTransactionsOneWriter : (inbox?.transactions.concurrency ?? defaults.maxTransactions)), group.maxTransactions),
+  };
+
   return {
     inbox,
+    groupCommit,
     transactions: outbox?.transactions ?? inbox?.transactions,
     appApiToken: resolveAppApiToken(options.appApiToken),
     consumer: options.consumer,
@@ -154,6 +182,11 @@ function isSequelize(s: unknown): boolean {
 
 function positiveInt(name: string, value: number, given: unknown): number {
   if (!Number.isInteger(value) || value < 1) throw new OutboxConfigError(name, given, 'must be an integer number of bytes >= 1');
+  return value;
+}
+
+function countOf(name: string, value: number, given: unknown): number {
+  if (!Number.isInteger(value) || value < 1) throw new OutboxConfigError(name, given, 'must be an integer >= 1');
   return value;
 }
 

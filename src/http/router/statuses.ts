@@ -32,9 +32,21 @@ export function sendJson(res: ServerResponse, httpStatus: number, body: unknown)
   res.end(text);
 }
 
+/** The three answers of a single delivery, built once: every delivery sends one. */
+const STATUS_ANSWERS: Record<string, { body: string; headers: Record<string, string> }> = Object.fromEntries(
+  [SUCCESS, RETRY, DROP].map((status) => {
+    const body = JSON.stringify({ status });
+    return [status, { body, headers: { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)) } }];
+  }),
+);
+
 /** 200 with `{"status": status}`. */
 export function answerStatus(res: ServerResponse, status: DaprStatus): void {
-  sendJson(res, 200, { status });
+  const answer = STATUS_ANSWERS[status];
+  if (!answer) return sendJson(res, 200, { status });
+  if (res.headersSent || res.writableEnded || res.destroyed) return;
+  res.writeHead(200, answer.headers);
+  res.end(answer.body);
 }
 
 /** 200 with one status per bulk entry, in the order the entries came. */

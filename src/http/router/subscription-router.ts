@@ -10,12 +10,13 @@ import { errorMessage } from '../../core/logger';
 import { tokenChecker } from './api-token';
 import { readBulk } from './bulk';
 import { isBinaryMode, isBulkEnvelope, jsonBody, readSingleDelivery, readStructured, type Parsed, type ReadEvent } from './cloudevent';
-import { runDelivery, type DeliveryDeps } from './delivery';
+import { answerFor, invokeHandler, prepareDelivery, type Delivery, type DeliveryInput } from './delivery';
+import { DeliveryGroups } from './delivery-groups';
 import { readRequestBody } from './request-body';
 import { commitRequestUnitOfWork } from './commit-request-unit-of-work';
 import { canonicalPath, SUBSCRIBE_PATH } from './route-paths';
 import { resolveRouterOptions, type InboxFactory, type ResolvedRouterOptions, type SubscriptionRouterOptions } from './router-options';
-import { answerBulk, answerMethodNotAllowed, answerNotFound, answerStatus, answerUnauthorized, DROP, RETRY, sendJson, type BulkEntryStatus } from './statuses';
+import { answerBulk, answerMethodNotAllowed, answerNotFound, answerStatus, answerUnauthorized, DROP, RETRY, sendJson, type BulkEntryStatus, type DaprStatus } from './statuses';
 import { registerTopic, subscriptionItem, type RegisteredTopic } from './topic-registration';
 import type { DaprSubscription, TopicHandler, TopicOptions } from './types';
 
@@ -60,12 +61,13 @@ interface RouteTarget {
  * router first, or raise that limit, when you use bulk subscribe.
  *
  * With `outbox.middleware()` mounted before the router, the request's unit of work is completed
- * before the delivery runs (see commit-request-unit-of-work.ts); each delivery has its own transaction.
+ * before the delivery runs (see commit-request-unit-of-work.ts); deliveries run in the router's
+ * own delivery transactions (see delivery-groups.ts), never in the request's.
  */
 export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inboxFor?: InboxFactory): SubscriptionRouter {
   const opts = resolveRouterOptions(options, inboxFor);
   const checkToken = opts.appApiToken === undefined ? undefined : tokenChecker(opts.appApiToken);
-  const deps: DeliveryDeps = { inbox: opts.inbox, logger: opts.logger };
+  const groups = opts.inbox && new DeliveryGroups(opts.inbox, opts.logger, opts.groupCommit);
   const topics: RegisteredTopic[] = [];
   const routes = new Map<string, RouteTarget>();
   const prefix = `${canonicalPath(opts.routePrefix)}/`;
@@ -73,8 +75,10 @@ export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inbo
   const router = express.Router() as SubscriptionRouter;
 
   router.use(function daprSubscriptions(req: express.Request, res: express.Response, next: NextFunction): void {
-    const path = canonicalPath(req.path);
-    const target = path === undefined ? undefined : routes.get(path);
+    // The path as sent is usually the route's own canonical form already.
+    let target = routes.get(req.path);
+    const path = target ? req.path : canonicalPath(req.path);
+    if (!target && path !== undefined) target = routes.get(path);
     const isSubscribe = path === SUBSCRIBE_PATH;
     if (!target && !isSubscribe && !(path !== undefined && path.startsWith(prefix))) return next();
     if (checkToken && !checkToken(req)) return answerUnauthorized(res);
@@ -84,7 +88,7 @@ export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inbo
     }
     if (!target) return answerNotFound(res, `no subscription at ${req.path}`);
     if (req.method !== 'POST') return answerMethodNotAllowed(res, 'POST');
-    handleDelivery(req, res, target, opts, deps).catch((err: unknown) => {
+    handleDelivery(req, res, target, opts, groups).catch((err: unknown) => {
       // Only a bug gets here; 500 makes daprd retry rather than lose the message.
       opts.logger.error(`subscription router failed: ${errorMessage(err)}`, { route: target.path });
       sendJson(res, 500, { error: 'INTERNAL', message: 'the subscription router failed' });
@@ -117,17 +121,16 @@ export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inbo
   return router;
 }
 
-async function handleDelivery(req: IncomingMessage, res: ServerResponse, target: RouteTarget, opts: ResolvedRouterOptions, deps: DeliveryDeps): Promise<void> {
+async function handleDelivery(req: IncomingMessage, res: ServerResponse, target: RouteTarget, opts: ResolvedRouterOptions, groups: DeliveryGroups | undefined): Promise<void> {
   const { topic } = target;
   const bulkRoute = topic.bulk !== undefined;
-  const about = { pubsubName: topic.pubsubName, topic: topic.topic, route: target.path };
   /**
    * A delivery that can never succeed. On a bulk route the entries cannot be named, so the
    * answer is 404, which daprd reads as DROP for every entry ({"status":"DROP"} would read as
    * "no statuses": all retried).
    */
   const malformed = (reason: string, wholeBulk: boolean): void => {
-    opts.logger.warn(`dropping a malformed delivery: ${reason}`, about);
+    opts.logger.warn(`dropping a malformed delivery: ${reason}`, { pubsubName: topic.pubsubName, topic: topic.topic, route: target.path });
     if (wholeBulk) answerNotFound(res, `malformed bulk delivery: ${reason}`);
     else answerStatus(res, DROP);
   };
@@ -148,7 +151,7 @@ async function handleDelivery(req: IncomingMessage, res: ServerResponse, target:
     const json = jsonBody(req.headers, source);
     if (!json.ok) return malformed(json.reason, bulkRoute);
     if (isBulkEnvelope(json.value)) {
-      const statuses = await isolation.run(() => handleBulk(req, json.value, target, opts, deps));
+      const statuses = await isolation.run(() => handleBulk(req, json.value, target, opts, groups));
       if (statuses === undefined) return malformed("a bulk delivery must have an 'entries' array", true);
       return answerBulk(res, statuses);
     }
@@ -156,12 +159,23 @@ async function handleDelivery(req: IncomingMessage, res: ServerResponse, target:
   }
   if (!read.ok) return malformed(read.reason, false);
   const event = read.value;
-  const status = await isolation.run(() => runDelivery({ topic, handler: target.handler, route: target.path, read: event, headers: req.headers, rawBody }, deps));
+  const status = await isolation.run(() => deliver({ topic, handler: target.handler, route: target.path, read: event, headers: req.headers, rawBody }, opts, groups));
   answerStatus(res, status);
 }
 
-/** One status per named entry, in order; entries run one after another (the batch's order is kept). */
-async function handleBulk(req: IncomingMessage, envelope: unknown, target: RouteTarget, opts: ResolvedRouterOptions, deps: DeliveryDeps): Promise<BulkEntryStatus[] | undefined> {
+/** One delivery: with the inbox, in the next delivery transaction (delivery-groups.ts); without, the handler alone. */
+async function deliver(input: DeliveryInput, opts: ResolvedRouterOptions, groups: DeliveryGroups | undefined): Promise<DaprStatus> {
+  const d = await prepareDelivery(input, groups !== undefined, opts.logger);
+  if (typeof d === 'string') return d;
+  if (groups) return groups.submit(d);
+  return answerFor(await invokeHandler(d), d, opts.logger);
+}
+
+/**
+ * One status per named entry, in order. With the inbox, the entries share one transaction (their
+ * handlers run in the batch's order); without it, they run one after another.
+ */
+async function handleBulk(req: IncomingMessage, envelope: unknown, target: RouteTarget, opts: ResolvedRouterOptions, groups: DeliveryGroups | undefined): Promise<BulkEntryStatus[] | undefined> {
   const { topic } = target;
   const bulk = readBulk(envelope, { topic: topic.topic, pubsubName: topic.pubsubName });
   if (!bulk.ok) return undefined;
@@ -172,17 +186,23 @@ async function handleBulk(req: IncomingMessage, envelope: unknown, target: Route
     });
   }
   const statuses: BulkEntryStatus[] = [];
+  const ready: Array<{ at: number; d: Delivery }> = [];
   for (const entry of bulk.value.entries) {
     if (!entry.read.ok) {
       opts.logger.warn(`dropping a malformed bulk entry: ${entry.read.reason}`, { pubsubName: topic.pubsubName, topic: topic.topic, entryId: entry.entryId });
       statuses.push({ entryId: entry.entryId, status: DROP });
       continue;
     }
-    const status = await runDelivery(
-      { topic, handler: target.handler, route: target.path, read: entry.read.value, headers: req.headers, bulk: { entryId: entry.entryId, metadata: entry.metadata } },
-      deps,
-    );
-    statuses.push({ entryId: entry.entryId, status });
+    const input = { topic, handler: target.handler, route: target.path, read: entry.read.value, headers: req.headers, bulk: { entryId: entry.entryId, metadata: entry.metadata } };
+    const d = await prepareDelivery(input, groups !== undefined, opts.logger);
+    statuses.push({ entryId: entry.entryId, status: typeof d === 'string' ? d : DROP });
+    if (typeof d !== 'string') ready.push({ at: statuses.length - 1, d });
+  }
+  if (groups) {
+    const answers = await groups.runTogether(ready.map((r) => r.d));
+    ready.forEach((r, i) => (statuses[r.at]!.status = answers[i]!));
+  } else {
+    for (const r of ready) statuses[r.at]!.status = answerFor(await invokeHandler(r.d), r.d, opts.logger);
   }
   return statuses;
 }
