@@ -311,6 +311,31 @@ for (const kind of dialects) {
       assert.equal(await effects(), 3);
     });
 
+    if (kind !== 'sqlite') {
+      it('by default opens as many delivery transactions as the pool has connections: handlers that wait run side by side', async () => {
+        const POOL = 4;
+        const pool = db.another({ pool: { max: POOL } });
+        closers.push(() => pool.close());
+        const router = createSubscriptionRouter({ sequelize: pool, appApiToken: null, logger });
+        let running = 0;
+        let most = 0;
+        router.topic('pubsub', 'orders', async () => {
+          running++;
+          most = Math.max(most, running);
+          // Waits for the others (bounded): with fewer transactions than deliveries, they queue.
+          for (let i = 0; i < 200 && running < POOL; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+          running--;
+        });
+        const server = await listen(appWith(router));
+        closers.push(server.close);
+        const answers = await Promise.all(
+          Array.from({ length: POOL }, () => request(server.url).post(route).set(deliveryHeaders()).send(daprEnvelope({ id: randomUUID(), data: {} }))),
+        );
+        assert.deepEqual(answers.map((a) => a.body.status), Array(POOL).fill('SUCCESS'));
+        assert.equal(most, POOL, 'every delivery had a transaction of its own at once');
+      });
+    }
+
     if (kind === 'postgres') {
       it('keeps the group when a handler swallows a failed statement (PostgreSQL aborts its transaction)', async () => {
         const g = await groupedApp(async (data: { swallow?: boolean }, ctx) => {
