@@ -4,7 +4,10 @@ import type { DbKind } from './db';
 export interface BenchContext {
   /** Tiny sizes for a CI smoke run: every figure is still computed, none is judged. */
   quick: boolean;
-  /** The databases to run on: MariaDB always, SQLite too where the figure means something there. */
+  /**
+   * The databases to run on: MariaDB always, SQLite too where the figure means something there,
+   * PostgreSQL where the figure runs on it (and the server is reachable).
+   */
   dbs: DbKind[];
   log(line: string): void;
   /**
@@ -38,4 +41,4 @@ export interface FigureResult {
 
 export type Figure = (ctx: BenchContext) => Promise<FigureResult>;
 
-export const dbLabel = (kind: DbKind) => (kind === 'mysql' ? 'MariaDB' : 'SQLite');
+export const dbLabel = (kind: DbKind) => ({ mysql: 'MariaDB', postgres: 'PostgreSQL', sqlite: 'SQLite' })[kind];
