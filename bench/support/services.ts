@@ -100,3 +100,41 @@ export function registration(): string {
 export function internalsOf(outbox: Outbox): { store: OutboxStore; dispatcher: { dispatch(messages: readonly OutboxMessage[]): void } } {
   return outbox as unknown as { store: OutboxStore; dispatcher: { dispatch(messages: readonly OutboxMessage[]): void } };
 }
+
+/**
+ * Calls `committed(messages, t)` when the unit of work hands its events to the dispatcher, which
+ * it does right after COMMIT returned: the commit instant as the library learns of it.
+ */
+export function onCommitted(outbox: Outbox, committed: (messages: readonly OutboxMessage[], t: number) => void): void {
+  const { dispatcher } = internalsOf(outbox);
+  const dispatch = dispatcher.dispatch.bind(dispatcher);
+  dispatcher.dispatch = (messages: readonly OutboxMessage[]) => {
+    committed(messages, performance.now());
+    dispatch(messages);
+  };
+}
+
+/**
+ * Calls `called(ids, t)` when a publish or bulk publish call of `publisher` starts, and
+ * `accepted(ids, t)` when it resolved: the sink took the messages.
+ */
+export function watchPublishes(
+  publisher: Publisher,
+  on: { called?: (ids: readonly string[], t: number) => void; accepted?: (ids: readonly string[], t: number) => void },
+): void {
+  const publish = publisher.publish.bind(publisher);
+  publisher.publish = async (m: OutboxMessage) => {
+    on.called?.([m.id], performance.now());
+    await publish(m);
+    on.accepted?.([m.id], performance.now());
+  };
+  if (!publisher.publishBulk) return;
+  const publishBulk = publisher.publishBulk.bind(publisher);
+  publisher.publishBulk = async (ms: readonly OutboxMessage[]) => {
+    on.called?.(ms.map((m) => m.id), performance.now());
+    const outcome = await publishBulk(ms);
+    const failed = new Set(outcome.failed.map((f) => f.id));
+    on.accepted?.(ms.map((m) => m.id).filter((id) => !failed.has(id)), performance.now());
+    return outcome;
+  };
+}
