@@ -18,7 +18,7 @@
  * listener's message handler publishes each message to the sink with a DaprPublisher.
  */
 import { createServer, Agent, type Server } from 'node:http';
-import express from 'express';
+import type { Express } from 'express';
 import type { Sequelize } from 'sequelize';
 import {
   DatabaseSetup,
@@ -38,7 +38,7 @@ import { EmulatorProcess } from './support/emulator';
 import type { BenchContext, FigureResult, FigureRow } from './support/figure';
 import { close, closedLoop, listen, openLoop, post, sleep } from './support/load';
 import { countPublished, pendingRowsSql } from './support/rows';
-import { defineUser, onCommitted, outboxService, registration, RegisterUserEvent, watchPublishes } from './support/services';
+import { onCommitted, outboxService, registerApp, registration, RegisterUserEvent, watchPublishes } from './support/services';
 import { alternate, median, percentile, round } from './support/stats';
 
 const CONCURRENCY = 32;
@@ -263,7 +263,7 @@ async function until(check: () => Promise<boolean>, timeoutMs: number, pollMs: n
   }
 }
 
-async function serve(app: express.Express): Promise<{ server: Server; port: number }> {
+async function serve(app: Express): Promise<{ server: Server; port: number }> {
   const server = createServer(app);
   return { server, port: await listen(server) };
 }
@@ -317,28 +317,18 @@ async function peerSide(db: BenchDb, emu: EmulatorProcess, clock: Clock): Promis
     enablePoisonousMessageProtection: PEER.enablePoisonousMessageProtection,
     messageCleanupIntervalInMs: PEER.messageCleanupIntervalInMs,
   };
-  const logger = process.env.PEER_LOG ? getDefaultLogger("peer") : getDisabledLogger();
+  // PEER_LOG=1 prints the peer's own log (pino), to see what its listener does.
+  const logger = process.env.PEER_LOG ? getDefaultLogger('peer') : getDisabledLogger();
   const store = initializeMessageStorage({ outboxOrInbox: 'outbox', settings }, logger);
 
-  const User = defineUser(sequelize);
-  await User.sync();
-  const app = express();
-  app.use(express.json());
-  app.post('/register', async (req, res) => {
-    const { account, mobile } = req.body as { account: string; mobile: string };
+  const { app } = await registerApp(sequelize, async (User, account, mobile) => {
     const event = new RegisterUserEvent(account, mobile);
     const message: TransactionalMessage = { id: event.id, aggregateType: 'user', aggregateId: account, messageType: event.topic, concurrency: PEER.concurrency, payload: event };
-    try {
-      await sequelize.transaction(async (transaction) => {
-        await User.create({ account, mobile }, { transaction });
-        await store(message, (transaction as unknown as { connection: DatabaseClient }).connection);
-      });
-    } catch (err) {
-      res.status(500).json({ error: (err as Error).message });
-      return;
-    }
+    await sequelize.transaction(async (transaction) => {
+      await User.create({ account, mobile }, { transaction });
+      await store(message, (transaction as unknown as { connection: DatabaseClient }).connection);
+    });
     clock.commit(event.id, performance.now());
-    res.status(201).json({ ok: true });
   });
   const { server, port } = await serve(app);
 

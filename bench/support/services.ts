@@ -46,16 +46,27 @@ export async function outboxService(sequelize: Sequelize, publisher: Publisher, 
  * concurrent SQLite transactions fail with SQLITE_BUSY); on MariaDB it is a plain transaction.
  */
 export async function bareService(sequelize: Sequelize): Promise<Express> {
+  return (await registerApp(sequelize, (User, account, mobile) => inTransaction(sequelize, (transaction) => User.create({ account, mobile }, { transaction })))).app;
+}
+
+/**
+ * POST /register on the bench's user model: `write(User, account, mobile)` does the work; the
+ * answer is 201 once it resolved (a rejection is Express's 500).
+ */
+export async function registerApp(
+  sequelize: Sequelize,
+  write: (User: ModelStatic<Model>, account: string, mobile: string) => Promise<unknown>,
+): Promise<{ app: Express; User: ModelStatic<Model> }> {
   const User = defineUser(sequelize);
   await User.sync();
   const app = express();
   app.use(express.json());
   app.post('/register', async (req, res) => {
     const { account, mobile } = req.body as { account: string; mobile: string };
-    await inTransaction(sequelize, (transaction) => User.create({ account, mobile }, { transaction }));
+    await write(User, account, mobile);
     res.status(201).json({ ok: true });
   });
-  return app;
+  return { app, User };
 }
 
 /**

@@ -198,6 +198,12 @@ describe('PostgreSQL dialect points', () => {
       await outbox?.close();
     });
 
+    /** A subscription router on `on`, its outbox closed after the test, and what it logs. */
+    const routerOn = (on: Sequelize) => {
+      outbox = createOutbox({ sequelize: on, publisher: new RecordingPublisher(), logger: silentLogger });
+      const logger = recordingLogger();
+      return { router: createSubscriptionRouter({ outbox, appApiToken: null, logger }), logger };
+    };
     const counter = async () => {
       const [row] = (await db!.sequelize.query('SELECT v FROM counters WHERE id = 1', { type: QueryTypes.SELECT })) as Array<{ v: unknown }>;
       return Number(row?.v);
@@ -209,9 +215,7 @@ describe('PostgreSQL dialect points', () => {
 
     it('40001 (a concurrent update under REPEATABLE READ) answers RETRY, is a lock conflict, and the redelivery counts once', async () => {
       sequelize = db!.another({ isolationLevel: Transaction.ISOLATION_LEVELS.REPEATABLE_READ });
-      outbox = createOutbox({ sequelize, publisher: new RecordingPublisher(), logger: silentLogger });
-      const logger = recordingLogger();
-      const router = createSubscriptionRouter({ outbox, appApiToken: null, logger });
+      const { router, logger } = routerOn(sequelize);
       let runs = 0;
       router.topic('pubsub', 'orders', async (_data, ctx) => {
         runs++;
@@ -240,9 +244,7 @@ describe('PostgreSQL dialect points', () => {
 
     it('40P01 (the delivery picked as deadlock victim) answers RETRY, is a lock conflict, and the redelivery counts once', async () => {
       sequelize = db!.sequelize;
-      outbox = createOutbox({ sequelize, publisher: new RecordingPublisher(), logger: silentLogger });
-      const logger = recordingLogger();
-      const router = createSubscriptionRouter({ outbox, appApiToken: null, logger });
+      const { router, logger } = routerOn(sequelize);
       let runs = 0;
       router.topic('pubsub', 'orders', async (_data, ctx) => {
         runs++;
@@ -281,9 +283,7 @@ describe('PostgreSQL dialect points', () => {
 
     it('a unique violation (23505) of the handler is no lock conflict: RETRY, logged with its code', async () => {
       sequelize = db!.sequelize;
-      outbox = createOutbox({ sequelize, publisher: new RecordingPublisher(), logger: silentLogger });
-      const logger = recordingLogger();
-      const router = createSubscriptionRouter({ outbox, appApiToken: null, logger });
+      const { router, logger } = routerOn(sequelize);
       router.topic('pubsub', 'orders', async (_data, ctx) => {
         await sequelize.query('INSERT INTO counters VALUES (1, 0)', { transaction: ctx.transaction as Transaction });
       });
