@@ -1,6 +1,6 @@
 /**
  * Runs the users service. With nothing set it uses embedded defaults: a SQLite file under
- * ./data and an in-process Dapr sidecar emulator. Set DATABASE_URL (e.g. mysql://...) and
+ * ./data and an in-process Dapr sidecar emulator. Set DATABASE_URL (postgres://..., mysql://...) and
  * DAPR_HTTP_PORT (a real sidecar, e.g. under `dapr run`) to use those instead.
  *
  *   PORT            HTTP port (default 3000; 0 picks a free one)
