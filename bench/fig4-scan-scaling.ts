@@ -3,10 +3,9 @@
  * (mostly Published) over the same queries on 10,000 rows with the same mix. Target: <= 2x.
  *
  * The queries are the library's own builders (outbox-sql.ts), run as the store runs them:
- * - claim, MariaDB: SELECT ... WHERE next_attempt_time <= ? ORDER BY next_attempt_time LIMIT 100
- *   FOR UPDATE SKIP LOCKED, then the UPDATE by primary key, in a transaction rolled back after;
- * - claim, PostgreSQL: the one UPDATE ... RETURNING over a FOR UPDATE SKIP LOCKED pick, rolled
- *   back after;
+ * - claim, MariaDB and PostgreSQL: SELECT ... WHERE next_attempt_time <= ? ORDER BY
+ *   next_attempt_time LIMIT 100 FOR UPDATE SKIP LOCKED, then the UPDATE by primary key, in a
+ *   transaction rolled back after;
  * - claim, SQLite: the conditional UPDATE with a claim token, rolled back after;
  * - cleanup: SELECT id ... WHERE state = Published AND modification_time < ? ORDER BY
  *   modification_time LIMIT 1000 (the delete that follows is by primary key).
@@ -22,7 +21,7 @@ import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { DEFAULTS, EventState, runMigrations, SequelizeOutboxStore, type EventPageQuery } from '../src/extend';
 import { PAGE_LIMIT, SCAN_LIMIT } from '../src/http/admin/admin-input';
 import { dialectOf } from '../src/adapters/sequelize/dialect';
-import { claimByToken, claimReturning, markClaimedByRowIds, selectDueForUpdate, selectExpiredPublished } from '../src/adapters/sequelize/outbox-sql';
+import { claimByToken, markClaimedByRowIds, selectDueForUpdate, selectExpiredPublished } from '../src/adapters/sequelize/outbox-sql';
 import { explainPostgres, fillHistory, HISTORY_MIX } from '../test/support/history';
 import { createBenchDb, type DbKind } from './support/db';
 import { dbLabel, type BenchContext, type FigureResult, type FigureRow } from './support/figure';
@@ -107,8 +106,8 @@ async function measure(ctx: BenchContext, kind: DbKind) {
       await fillHistory(s, kind, tables[size], sizes[size], now);
     }
     const fillSeconds = round((performance.now() - t0) / 1000);
-    const timeQuery = { mysql: claimMysql, postgres: claimPostgres, sqlite: claimSqlite }[kind];
-    const claim = await alternate(reps, ['small', 'large'] as const, (size) => timeQuery(s, tables[size], now), { until: ctx.until - 8000, minRounds: 10 });
+    const timeQuery = (table: string) => (kind === 'sqlite' ? claimSqlite(s, table, now) : claimLocked(s, kind, table, now));
+    const claim = await alternate(reps, ['small', 'large'] as const, (size) => timeQuery(tables[size]), { until: ctx.until - 8000, minRounds: 10 });
     const cleanup = await alternate(reps, ['small', 'large'] as const, (size) => timeCleanup(s, tables[size], now), { until: ctx.until - 3000, minRounds: 10 });
     const stores = { small: new SequelizeOutboxStore(s, tables.small), large: new SequelizeOutboxStore(s, tables.large) };
     const pages = {} as Record<keyof typeof PAGES, { smallMs: number; largeMs: number; found: number }>;
@@ -141,30 +140,19 @@ async function measure(ctx: BenchContext, kind: DbKind) {
   }
 }
 
-/** The MariaDB claim: SELECT ... FOR UPDATE SKIP LOCKED and the UPDATE of the rows found, rolled back. */
-async function claimMysql(s: Sequelize, table: string, now: number): Promise<number> {
+/**
+ * The claim under row locks (MariaDB, PostgreSQL): SELECT ... FOR UPDATE SKIP LOCKED and one
+ * UPDATE of the rows found by primary key, rolled back.
+ */
+async function claimLocked(s: Sequelize, kind: 'mysql' | 'postgres', table: string, now: number): Promise<number> {
   const tx = await s.transaction();
   try {
     const t0 = performance.now();
-    const q = selectDueForUpdate('mysql', table, DEFAULTS.retryBatchSize, now);
+    const q = selectDueForUpdate(kind, table, DEFAULTS.retryBatchSize, now);
     const found = (await s.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: tx })) as Array<{ id: number }>;
     if (found.length !== DEFAULTS.retryBatchSize) throw new Error(`claim found ${found.length} rows in ${table}, expected ${DEFAULTS.retryBatchSize}`);
-    const u = markClaimedByRowIds('mysql', table, found.map((r) => Number(r.id)), 'bench', now + 30_000, now);
+    const u = markClaimedByRowIds(kind, table, found.map((r) => Number(r.id)), 'bench', now + 30_000, now);
     await s.query(u.sql, { replacements: u.params, raw: true, transaction: tx });
-    return performance.now() - t0;
-  } finally {
-    await tx.rollback();
-  }
-}
-
-/** The PostgreSQL claim: one UPDATE ... RETURNING over the due rows (FOR UPDATE SKIP LOCKED), rolled back. */
-async function claimPostgres(s: Sequelize, table: string, now: number): Promise<number> {
-  const tx = await s.transaction();
-  try {
-    const t0 = performance.now();
-    const q = claimReturning('postgres', table, DEFAULTS.retryBatchSize, 'bench', now + 30_000, now);
-    const found = (await s.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: tx })) as unknown[];
-    if (found.length !== DEFAULTS.retryBatchSize) throw new Error(`claim found ${found.length} rows in ${table}, expected ${DEFAULTS.retryBatchSize}`);
     return performance.now() - t0;
   } finally {
     await tx.rollback();
@@ -194,8 +182,7 @@ async function timeCleanup(s: Sequelize, table: string, now: number): Promise<nu
 }
 
 function claimQuery(kind: DbKind, table: string, now: number) {
-  if (kind === 'postgres') return claimReturning(kind, table, DEFAULTS.retryBatchSize, 'bench', now + 30_000, now);
-  return kind === 'mysql' ? selectDueForUpdate(kind, table, DEFAULTS.retryBatchSize, now) : claimByToken(kind, table, DEFAULTS.retryBatchSize, 'bench#1', now + 30_000, now);
+  return kind === 'sqlite' ? claimByToken(kind, table, DEFAULTS.retryBatchSize, 'bench#1', now + 30_000, now) : selectDueForUpdate(kind, table, DEFAULTS.retryBatchSize, now);
 }
 
 /**

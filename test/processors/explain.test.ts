@@ -137,7 +137,17 @@ if (testDialects().includes('postgres')) {
       await db?.close();
     });
 
-    it('claim: the UPDATE ... RETURNING finds due rows by the next_attempt_time index, and updates them by primary key', async () => {
+    it('relay under row locks: the locked SELECT ... FOR UPDATE SKIP LOCKED reads the next_attempt_time index', async () => {
+      await assertPgIndexed(db.sequelize, sql.selectDueForUpdate('postgres', table, 100, now), table, [`ix_${table}_next_attempt`], `ix_${table}_next_attempt`);
+    });
+
+    it('relay under row locks: its Published and failed marks go by primary key', async () => {
+      const rowIds = Array.from({ length: 100 }, (_, i) => i * 97 + 1);
+      await assertPgIndexed(db.sequelize, sql.markPublishedByRowIds('postgres', table, rowIds, now), table, [`${table}_pkey`], `${table}_pkey`);
+      await assertPgIndexed(db.sequelize, sql.markFailedByRowId('postgres', table, 4242, 'down', now + 1000, now), table, [`${table}_pkey`], `${table}_pkey`);
+    });
+
+    it('claimDue: the UPDATE ... RETURNING finds due rows by the next_attempt_time index, and updates them by primary key', async () => {
       await assertPgIndexed(db.sequelize, sql.claimReturning('postgres', table, 100, 'relay', now + 30_000, now), table, [`ix_${table}_next_attempt`, `${table}_pkey`], `ix_${table}_next_attempt`);
     });
 
