@@ -20,7 +20,7 @@ import { createBenchDb } from './support/db';
 import { EmulatorProcess } from './support/emulator';
 import type { BenchContext, FigureResult, FigureRow } from './support/figure';
 import { close, listen, openLoop, post, sleep } from './support/load';
-import { internalsOf, outboxService, registration } from './support/services';
+import { onCommitted, outboxService, registration, watchPublishes } from './support/services';
 import { alternate, median, percentile, round } from './support/stats';
 
 /**
@@ -42,31 +42,20 @@ export async function latency(ctx: BenchContext): Promise<FigureResult> {
   // Stamps: event id -> instant the commit returned (outbox) or the publish call started (raw).
   const stamps = new Map<string, number>();
   const samples = new Map<string, number>();
-  const { dispatcher } = internalsOf(svc.outbox);
-  const dispatch = dispatcher.dispatch.bind(dispatcher);
-  dispatcher.dispatch = (messages: readonly OutboxMessage[]) => {
-    const t = performance.now();
+  onCommitted(svc.outbox, (messages, t) => {
     for (const m of messages) stamps.set(m.id, t);
-    dispatch(messages);
-  };
+  });
   // The library's own share: from the commit to the call of the publisher (the dispatcher's
   // hand-off), as opposed to the transport and the subscriber.
   const handOff: number[] = [];
-  const publish = publisher.publish.bind(publisher);
-  publisher.publish = (m: OutboxMessage) => {
-    const t0 = stamps.get(m.id);
-    if (t0 !== undefined) handOff.push(performance.now() - t0);
-    return publish(m);
-  };
-  const publishBulk = publisher.publishBulk.bind(publisher);
-  publisher.publishBulk = (ms: readonly OutboxMessage[]) => {
-    const t = performance.now();
-    for (const m of ms) {
-      const t0 = stamps.get(m.id);
-      if (t0 !== undefined) handOff.push(t - t0);
-    }
-    return publishBulk(ms);
-  };
+  watchPublishes(publisher, {
+    called: (ids, t) => {
+      for (const id of ids) {
+        const t0 = stamps.get(id);
+        if (t0 !== undefined) handOff.push(t - t0);
+      }
+    },
+  });
 
   // The subscriber: another service (its own pool) receiving through the subscription router,
   // inbox on, as a user would run it. The handler only notes when it started.

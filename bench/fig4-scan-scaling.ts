@@ -3,8 +3,9 @@
  * (mostly Published) over the same queries on 10,000 rows with the same mix. Target: <= 2x.
  *
  * The queries are the library's own builders (outbox-sql.ts), run as the store runs them:
- * - claim, MariaDB: SELECT ... WHERE next_attempt_time <= ? ORDER BY next_attempt_time LIMIT 100
- *   FOR UPDATE SKIP LOCKED, then the UPDATE by primary key, in a transaction rolled back after;
+ * - claim, MariaDB and PostgreSQL: SELECT ... WHERE next_attempt_time <= ? ORDER BY
+ *   next_attempt_time LIMIT 100 FOR UPDATE SKIP LOCKED, then the UPDATE by primary key, in a
+ *   transaction rolled back after;
  * - claim, SQLite: the conditional UPDATE with a claim token, rolled back after;
  * - cleanup: SELECT id ... WHERE state = Published AND modification_time < ? ORDER BY
  *   modification_time LIMIT 1000 (the delete that follows is by primary key).
@@ -13,11 +14,15 @@
  * The admin API's events pages run on the same tables, through the store's own page(): the first
  * page, a page filtered to failed rows (state 3), and a `q` search whose text is in one row (the
  * bounded LIKE reads its whole window of SCAN_LIMIT rows). Target: <= 50 ms a page at 1M rows.
+ * On PostgreSQL the claim's and the cleanup's plans at the large size are checked too: index
+ * scans, no Seq Scan.
  */
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import { DEFAULTS, EventState, runMigrations, SequelizeOutboxStore, type EventPageQuery } from '../src/extend';
 import { PAGE_LIMIT, SCAN_LIMIT } from '../src/http/admin/admin-input';
+import { dialectOf } from '../src/adapters/sequelize/dialect';
 import { claimByToken, markClaimedByRowIds, selectDueForUpdate, selectExpiredPublished } from '../src/adapters/sequelize/outbox-sql';
+import { explainPostgres, fillHistory, HISTORY_MIX } from '../test/support/history';
 import { createBenchDb, type DbKind } from './support/db';
 import { dbLabel, type BenchContext, type FigureResult, type FigureRow } from './support/figure';
 import { alternate, median, round } from './support/stats';
@@ -67,6 +72,22 @@ export async function scanScaling(ctx: BenchContext): Promise<FigureResult> {
         met: ctx.quick ? null : p.largeMs <= PAGE_TARGET_MS,
       });
     }
+    if (kind === 'postgres') {
+      // PostgreSQL picks its plan by statistics: at the large size it must still read indexes only.
+      const plans = r.plans as Record<'claim' | 'cleanup', { large: { seqScan?: boolean; scans?: Array<{ type: string; index: string | null }> } }>;
+      const seqScan = plans.claim.large.seqScan === true || plans.cleanup.large.seqScan === true;
+      const indexes = [...new Set([...(plans.claim.large.scans ?? []), ...(plans.cleanup.large.scans ?? [])].map((n) => n.index).filter(Boolean))];
+      rows.push({
+        figure: '4',
+        what: `claim and cleanup plans at ${r.sizes.large.toLocaleString('en')} rows`,
+        db: kind,
+        measured: seqScan ? 'Seq Scan' : `index scans (${indexes.length} indexes)`,
+        baseline: '-',
+        result: seqScan ? 'Seq Scan' : 'no Seq Scan',
+        target: 'no Seq Scan',
+        met: ctx.quick ? null : !seqScan,
+      });
+    }
   }
   return { key: 'scan_scaling', rows, data };
 }
@@ -82,11 +103,11 @@ async function measure(ctx: BenchContext, kind: DbKind) {
     const t0 = performance.now();
     for (const size of ['small', 'large'] as const) {
       await runMigrations(s, { outbox: tables[size], inbox: `${tables[size]}_inbox`, migrations: `${tables[size]}_migrations` });
-      await fill(s, kind, tables[size], sizes[size], now);
+      await fillHistory(s, kind, tables[size], sizes[size], now);
     }
     const fillSeconds = round((performance.now() - t0) / 1000);
-    const timeQuery = kind === 'mysql' ? claimMysql : claimSqlite;
-    const claim = await alternate(reps, ['small', 'large'] as const, (size) => timeQuery(s, tables[size], now), { until: ctx.until - 8000, minRounds: 10 });
+    const timeQuery = (table: string) => (kind === 'sqlite' ? claimSqlite(s, table, now) : claimLocked(s, kind, table, now));
+    const claim = await alternate(reps, ['small', 'large'] as const, (size) => timeQuery(tables[size]), { until: ctx.until - 8000, minRounds: 10 });
     const cleanup = await alternate(reps, ['small', 'large'] as const, (size) => timeCleanup(s, tables[size], now), { until: ctx.until - 3000, minRounds: 10 });
     const stores = { small: new SequelizeOutboxStore(s, tables.small), large: new SequelizeOutboxStore(s, tables.large) };
     const pages = {} as Record<keyof typeof PAGES, { smallMs: number; largeMs: number; found: number }>;
@@ -111,7 +132,7 @@ async function measure(ctx: BenchContext, kind: DbKind) {
       claim: { small: await plan(s, kind, claimQuery(kind, tables.small, now)), large: await plan(s, kind, claimQuery(kind, tables.large, now)) },
       cleanup: { small: await plan(s, kind, selectExpiredPublished(kind, tables.small, now - DAY, DEFAULTS.deleteBatchCount)), large: await plan(s, kind, selectExpiredPublished(kind, tables.large, now - DAY, DEFAULTS.deleteBatchCount)) },
     };
-    const result = { sizes, reps: { claim: claim.small.length, cleanup: cleanup.small.length }, fillSeconds, mix: '98% Published (half older than 1 day), 1% due, 1% failed with a later attempt', claim: summary(claim), cleanup: summary(cleanup), pages, plans };
+    const result = { sizes, reps: { claim: claim.small.length, cleanup: cleanup.small.length }, fillSeconds, mix: HISTORY_MIX, claim: summary(claim), cleanup: summary(cleanup), pages, plans };
     ctx.log(`  fig 4 ${dbLabel(kind)}: filled in ${fillSeconds} s; claim ${JSON.stringify(result.claim)}; cleanup ${JSON.stringify(result.cleanup)}; admin pages ${JSON.stringify(pages)}`);
     return result;
   } finally {
@@ -120,43 +141,17 @@ async function measure(ctx: BenchContext, kind: DbKind) {
 }
 
 /**
- * Row k: every 100th is due (NotPublished, next attempt a minute ago), the next one failed with
- * an attempt an hour ahead, the rest Published with modification times scattered over the last
- * two days (k * 7919 mod 172,800 s: a prime stride, so every size gets the same spread).
- * Generated by the server itself (a sequence table on MariaDB, a recursive CTE on SQLite): a
- * million rows in seconds, not a million parameters.
+ * The claim under row locks (MariaDB, PostgreSQL): SELECT ... FOR UPDATE SKIP LOCKED and one
+ * UPDATE of the rows found by primary key, rolled back.
  */
-async function fill(s: Sequelize, kind: DbKind, table: string, count: number, now: number): Promise<void> {
-  const cols = 'event_id, event_type_name, topic, pubsub_name, content, state, times_sent, creation_time, modification_time, next_attempt_time';
-  const concat = (...parts: string[]) => (kind === 'mysql' ? `CONCAT(${parts.join(', ')})` : parts.join(' || '));
-  const select = (k: string) =>
-    `SELECT ${concat(`'evt-'`, k)}, 'RegisterUserEvent', 'RegisterUserEvent', 'pubsub', ` +
-    `${concat(`'{"account":"u'`, k, `'","mobile":"13800000000","id":"evt-'`, k, `'","topic":"RegisterUserEvent"}'`)}, ` +
-    `CASE WHEN ${k} % 100 = 0 THEN ${EventState.NotPublished} WHEN ${k} % 100 = 1 THEN ${EventState.PublishedFailed} ELSE ${EventState.Published} END, 1, ` +
-    `${now - 2 * DAY} + ${k}, ${now - 2 * DAY} + (${k} * 7919 % 172800) * 1000, ` +
-    `CASE WHEN ${k} % 100 = 0 THEN ${now - 60_000} + ${k} % 1000 WHEN ${k} % 100 = 1 THEN ${now + 3_600_000} + ${k} ELSE NULL END`;
-  if (kind === 'mysql') {
-    // Chunks of 100,000 keep each statement's undo log small.
-    for (let from = 1; from <= count; from += 100_000) {
-      const to = Math.min(count, from + 99_999);
-      await s.query(`INSERT INTO ${table} (${cols}) ${select('seq')} FROM seq_${from}_to_${to}`, { raw: true });
-    }
-    await s.query(`ANALYZE TABLE ${table}`, { raw: true });
-  } else {
-    await s.query(`INSERT INTO ${table} (${cols}) WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < ${count}) ${select('k')} FROM n`, { raw: true });
-    await s.query(`ANALYZE ${table}`, { raw: true });
-  }
-}
-
-/** The MariaDB claim: SELECT ... FOR UPDATE SKIP LOCKED and the UPDATE of the rows found, rolled back. */
-async function claimMysql(s: Sequelize, table: string, now: number): Promise<number> {
+async function claimLocked(s: Sequelize, kind: 'mysql' | 'postgres', table: string, now: number): Promise<number> {
   const tx = await s.transaction();
   try {
     const t0 = performance.now();
-    const q = selectDueForUpdate('mysql', table, DEFAULTS.retryBatchSize, now);
+    const q = selectDueForUpdate(kind, table, DEFAULTS.retryBatchSize, now);
     const found = (await s.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: tx })) as Array<{ id: number }>;
     if (found.length !== DEFAULTS.retryBatchSize) throw new Error(`claim found ${found.length} rows in ${table}, expected ${DEFAULTS.retryBatchSize}`);
-    const u = markClaimedByRowIds('mysql', table, found.map((r) => Number(r.id)), 'bench', now + 30_000, now);
+    const u = markClaimedByRowIds(kind, table, found.map((r) => Number(r.id)), 'bench', now + 30_000, now);
     await s.query(u.sql, { replacements: u.params, raw: true, transaction: tx });
     return performance.now() - t0;
   } finally {
@@ -178,7 +173,7 @@ async function claimSqlite(s: Sequelize, table: string, now: number): Promise<nu
 }
 
 async function timeCleanup(s: Sequelize, table: string, now: number): Promise<number> {
-  const q = selectExpiredPublished(s.getDialect() === 'sqlite' ? 'sqlite' : 'mysql', table, now - DAY, DEFAULTS.deleteBatchCount);
+  const q = selectExpiredPublished(dialectOf(s), table, now - DAY, DEFAULTS.deleteBatchCount);
   const t0 = performance.now();
   const found = (await s.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT })) as unknown[];
   const ms = performance.now() - t0;
@@ -187,11 +182,21 @@ async function timeCleanup(s: Sequelize, table: string, now: number): Promise<nu
 }
 
 function claimQuery(kind: DbKind, table: string, now: number) {
-  return kind === 'mysql' ? selectDueForUpdate(kind, table, DEFAULTS.retryBatchSize, now) : claimByToken(kind, table, DEFAULTS.retryBatchSize, 'bench#1', now + 30_000, now);
+  return kind === 'sqlite' ? claimByToken(kind, table, DEFAULTS.retryBatchSize, 'bench#1', now + 30_000, now) : selectDueForUpdate(kind, table, DEFAULTS.retryBatchSize, now);
 }
 
-/** The plan the database chose (which index, how many rows it expects to read): the evidence behind the growth. */
+/**
+ * The plan the database chose (which index, how many rows it expects to read): the evidence
+ * behind the growth. On PostgreSQL, the scan nodes and `seqScan`, which must stay false.
+ */
 async function plan(s: Sequelize, kind: DbKind, q: { sql: string; params: unknown[] }): Promise<unknown> {
+  if (kind === 'postgres') {
+    const { nodes } = await explainPostgres(s, q);
+    return {
+      seqScan: nodes.some((n) => n['Node Type'] === 'Seq Scan'),
+      scans: nodes.filter((n) => /Scan/.test(n['Node Type'])).map((n) => ({ type: n['Node Type'], index: n['Index Name'] ?? null, rows: n['Plan Rows'] })),
+    };
+  }
   const sql = kind === 'mysql' ? `EXPLAIN ${q.sql.replace(/ FOR UPDATE SKIP LOCKED$/, '')}` : `EXPLAIN QUERY PLAN ${q.sql}`;
   const rows = (await s.query(sql, { replacements: q.params, type: QueryTypes.SELECT })) as Array<Record<string, unknown>>;
   return kind === 'mysql' ? rows.map((r) => ({ key: r.key, rows: r.rows, type: r.type, Extra: r.Extra })) : rows.map((r) => r.detail);

@@ -1,5 +1,5 @@
 /**
- * `npm run bench` (full, <= 10 minutes on the 2-core machine) and `npm run bench -- --quick`
+ * `npm run bench` (full, <= 12 minutes on the 2-core machine) and `npm run bench -- --quick`
  * (tiny sizes, <= 60 s, every figure computed, none judged: a CI smoke run).
  *
  * Options: --quick; --only=1,3 (figures to run); --no-sqlite (MariaDB only).
@@ -15,6 +15,7 @@ import { relayDrain } from './fig3-relay-drain';
 import { scanScaling } from './fig4-scan-scaling';
 import { subscriber } from './fig5-subscriber';
 import { memory } from './fig6-memory';
+import { peerPg } from './fig7-peer-pg';
 import { closeAllDbs, type DbKind } from './support/db';
 import { killAllEmulators } from './support/emulator';
 import type { BenchContext, Figure, FigureResult, FigureRow } from './support/figure';
@@ -25,14 +26,16 @@ import { renderTable } from './support/table';
 /**
  * `sqlite`: where the figure means something on SQLite too ('full': in full runs only; the
  * --quick smoke run keeps to MariaDB there, to stay under 60 s with the build).
+ * `postgres`: the figure runs on PostgreSQL too, when it is reachable ('only': on it alone).
  */
-const FIGURES: Array<{ n: string; name: string; run: Figure; sqlite: 'always' | 'full' | 'never'; budgetS: number }> = [
+const FIGURES: Array<{ n: string; name: string; run: Figure; sqlite: 'always' | 'full' | 'never'; postgres?: 'too' | 'only'; budgetS: number }> = [
   { n: '1', name: 'write path', run: writePath, sqlite: 'full', budgetS: 110 },
   { n: '2', name: 'commit-to-delivery latency', run: latency, sqlite: 'never', budgetS: 60 },
   { n: '3', name: 'relay drain', run: relayDrain, sqlite: 'full', budgetS: 200 },
-  { n: '4', name: 'scan scaling', run: scanScaling, sqlite: 'always', budgetS: 40 },
+  { n: '4', name: 'scan scaling', run: scanScaling, sqlite: 'always', postgres: 'too', budgetS: 60 },
   { n: '5', name: 'subscriber throughput', run: subscriber, sqlite: 'never', budgetS: 65 },
   { n: '6', name: 'memory', run: memory, sqlite: 'never', budgetS: 60 },
+  { n: '7', name: 'side by side with pg-transactional-outbox (PostgreSQL)', run: peerPg, sqlite: 'never', postgres: 'only', budgetS: 140 },
 ];
 
 interface Args {
@@ -49,7 +52,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--no-sqlite') args.sqlite = false;
     else if (a === '--only' || a.startsWith('--only=')) {
       const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-      if (!v || !/^[1-6](,[1-6])*$/.test(v)) throw new Error(`--only must list figure numbers 1-6, like --only=1,3; got ${v ?? 'nothing'}`);
+      if (!v || !/^[1-7](,[1-7])*$/.test(v)) throw new Error(`--only must list figure numbers 1-7, like --only=1,3; got ${v ?? 'nothing'}`);
       args.only = new Set(v.split(','));
     } else throw new Error(`unknown argument ${a} (known: --quick, --only=1,3, --no-sqlite)`);
   }
@@ -70,7 +73,12 @@ async function main(): Promise<number> {
   for (const f of FIGURES) {
     if (args.only && !args.only.has(f.n)) continue;
     const sqlite = args.sqlite && (f.sqlite === 'always' || (f.sqlite === 'full' && !args.quick));
-    const dbs: DbKind[] = sqlite ? ['mysql', 'sqlite'] : ['mysql'];
+    const dbs: DbKind[] = f.postgres === 'only' ? [] : sqlite ? ['mysql', 'sqlite'] : ['mysql'];
+    if (f.postgres) {
+      if (machine.postgres) dbs.push('postgres');
+      else log(`figure ${f.n}: PostgreSQL is not reachable (BENCH_POSTGRES_URL, TEST_POSTGRES_URL); ${f.postgres === 'only' ? 'skipped' : 'left out'}`);
+    }
+    if (dbs.length === 0) continue;
     const t0 = Date.now();
     const ctx: BenchContext = { quick: args.quick, dbs, log, until: t0 + (args.quick ? 8 : f.budgetS) * 1000 };
     log(`figure ${f.n}: ${f.name}...`);

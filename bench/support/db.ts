@@ -1,6 +1,6 @@
 /**
- * A fresh database per figure, as the tests make them (test/support/db.ts): a new MariaDB
- * database (CREATE DATABASE b_xxx, dropped at the end) or a new SQLite file. Every one opened is
+ * A fresh database per figure, as the tests make them (test/support/db.ts): a new MariaDB or
+ * PostgreSQL database (CREATE DATABASE b_xxx, dropped at the end) or a new SQLite file. Every one opened is
  * registered, so that run.ts can drop what a crashed figure left behind.
  */
 import { QueryTypes, Sequelize, type Options } from 'sequelize';
@@ -9,6 +9,7 @@ import { createTestDb, type DbKind, type TestDb } from '../../test/support/db';
 export type { DbKind };
 
 export const MYSQL_URL = process.env.BENCH_MYSQL_URL ?? process.env.TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+export const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** A test database (see test/support/db.ts) whose close() is idempotent and tracked. */
 export type BenchDb = TestDb;
@@ -35,7 +36,7 @@ function tracked(db: BenchDb, close: () => Promise<void>): () => Promise<void> {
 export const POOL_MAX = 10;
 
 export async function createBenchDb(kind: DbKind, options: Options = {}): Promise<BenchDb> {
-  const made = await createTestDb(kind, { pool: { max: POOL_MAX }, ...options }, { mysqlUrl: MYSQL_URL, prefix: 'b_' });
+  const made = await createTestDb(kind, { pool: { max: POOL_MAX }, ...options }, { mysqlUrl: MYSQL_URL, postgresUrl: POSTGRES_URL, prefix: 'b_' });
   const db: BenchDb = { ...made, close: async () => {} };
   db.close = tracked(db, () => made.close().catch(() => {}));
   open.add(db);
@@ -49,11 +50,21 @@ export async function closeAllDbs(): Promise<void> {
 }
 
 /** The server's version string, or null when MariaDB is not reachable. */
-export async function mysqlVersion(): Promise<string | null> {
-  const admin = new Sequelize(MYSQL_URL, { logging: false, retry: { max: 0 } });
+export function mysqlVersion(): Promise<string | null> {
+  return serverVersion(MYSQL_URL, 'SELECT VERSION() AS v');
+}
+
+/** PostgreSQL's version number (server_version), or null when it is not reachable. */
+export function postgresVersion(): Promise<string | null> {
+  return serverVersion(POSTGRES_URL, 'SHOW server_version');
+}
+
+async function serverVersion(url: string, sql: string): Promise<string | null> {
+  const admin = new Sequelize(url, { logging: false, retry: { max: 0 } });
   try {
-    const [row] = (await admin.query('SELECT VERSION() AS v', { type: QueryTypes.SELECT })) as Array<{ v: string }>;
-    return row?.v ?? null;
+    const [row] = (await admin.query(sql, { type: QueryTypes.SELECT })) as Array<Record<string, unknown>>;
+    const v = row ? Object.values(row)[0] : undefined;
+    return v === undefined || v === null ? null : String(v);
   } catch {
     return null;
   } finally {

@@ -1,7 +1,7 @@
 /** What the figures were measured on: they mean little without it. */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg, totalmem } from 'node:os';
-import { mysqlVersion } from './db';
+import { mysqlVersion, postgresVersion } from './db';
 
 export interface Machine {
   nproc: number;
@@ -9,6 +9,8 @@ export interface Machine {
   cpu: string;
   node: string;
   mariadb: string | null;
+  /** null when PostgreSQL is not reachable: the PostgreSQL figures are then left out. */
+  postgres: string | null;
   /** 1-minute load average when the run started: the machine is shared, and this says how busy it was. */
   loadAverageAtStart: number;
 }
@@ -26,10 +28,11 @@ export async function describeMachine(): Promise<Machine> {
     cpu,
     node: process.version,
     mariadb: await mysqlVersion(),
+    postgres: await postgresVersion(),
     loadAverageAtStart: Math.round(loadavg()[0]! * 100) / 100,
   };
 }
 
 export function machineLine(m: Machine): string {
-  return `${m.nproc} cores (nproc), ${m.memoryGiB} GiB memory, CPU ${m.cpu}, Node ${m.node}, MariaDB ${m.mariadb ?? 'not reachable'}`;
+  return `${m.nproc} cores (nproc), ${m.memoryGiB} GiB memory, CPU ${m.cpu}, Node ${m.node}, MariaDB ${m.mariadb ?? 'not reachable'}, PostgreSQL ${m.postgres ?? 'not reachable'}`;
 }

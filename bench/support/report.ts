@@ -15,7 +15,7 @@ export function writeResultsMarkdown(path: string, table: string, machine: Machi
     `Run ${startedAt}, ${durationS} s in all.`,
     '',
     `Machine: ${machine.nproc} cores (nproc), ${machine.memoryGiB} GiB memory, CPU ${machine.cpu} (/proc/cpuinfo), ` +
-      `Node ${machine.node}, MariaDB ${machine.mariadb ?? 'not reachable'}. Load average (1 min): ${machine.loadAverageAtStart} at the start, ` +
+      `Node ${machine.node}, MariaDB ${machine.mariadb ?? 'not reachable'}, PostgreSQL ${machine.postgres ?? 'not reachable'}. Load average (1 min): ${machine.loadAverageAtStart} at the start, ` +
       `${machine.loadAverageAtEnd} at the end (other work shares the machine).`,
     '',
     table,

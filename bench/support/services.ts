@@ -46,16 +46,27 @@ export async function outboxService(sequelize: Sequelize, publisher: Publisher, 
  * concurrent SQLite transactions fail with SQLITE_BUSY); on MariaDB it is a plain transaction.
  */
 export async function bareService(sequelize: Sequelize): Promise<Express> {
+  return (await registerApp(sequelize, (User, account, mobile) => inTransaction(sequelize, (transaction) => User.create({ account, mobile }, { transaction })))).app;
+}
+
+/**
+ * POST /register on the bench's user model: `write(User, account, mobile)` does the work; the
+ * answer is 201 once it resolved (a rejection is Express's 500).
+ */
+export async function registerApp(
+  sequelize: Sequelize,
+  write: (User: ModelStatic<Model>, account: string, mobile: string) => Promise<unknown>,
+): Promise<{ app: Express; User: ModelStatic<Model> }> {
   const User = defineUser(sequelize);
   await User.sync();
   const app = express();
   app.use(express.json());
   app.post('/register', async (req, res) => {
     const { account, mobile } = req.body as { account: string; mobile: string };
-    await inTransaction(sequelize, (transaction) => User.create({ account, mobile }, { transaction }));
+    await write(User, account, mobile);
     res.status(201).json({ ok: true });
   });
-  return app;
+  return { app, User };
 }
 
 /**
@@ -99,4 +110,42 @@ export function registration(): string {
  */
 export function internalsOf(outbox: Outbox): { store: OutboxStore; dispatcher: { dispatch(messages: readonly OutboxMessage[]): void } } {
   return outbox as unknown as { store: OutboxStore; dispatcher: { dispatch(messages: readonly OutboxMessage[]): void } };
+}
+
+/**
+ * Calls `committed(messages, t)` when the unit of work hands its events to the dispatcher, which
+ * it does right after COMMIT returned: the commit instant as the library learns of it.
+ */
+export function onCommitted(outbox: Outbox, committed: (messages: readonly OutboxMessage[], t: number) => void): void {
+  const { dispatcher } = internalsOf(outbox);
+  const dispatch = dispatcher.dispatch.bind(dispatcher);
+  dispatcher.dispatch = (messages: readonly OutboxMessage[]) => {
+    committed(messages, performance.now());
+    dispatch(messages);
+  };
+}
+
+/**
+ * Calls `called(ids, t)` when a publish or bulk publish call of `publisher` starts, and
+ * `accepted(ids, t)` when it resolved: the sink took the messages.
+ */
+export function watchPublishes(
+  publisher: Publisher,
+  on: { called?: (ids: readonly string[], t: number) => void; accepted?: (ids: readonly string[], t: number) => void },
+): void {
+  const publish = publisher.publish.bind(publisher);
+  publisher.publish = async (m: OutboxMessage) => {
+    on.called?.([m.id], performance.now());
+    await publish(m);
+    on.accepted?.([m.id], performance.now());
+  };
+  if (!publisher.publishBulk) return;
+  const publishBulk = publisher.publishBulk.bind(publisher);
+  publisher.publishBulk = async (ms: readonly OutboxMessage[]) => {
+    on.called?.(ms.map((m) => m.id), performance.now());
+    const outcome = await publishBulk(ms);
+    const failed = new Set(outcome.failed.map((f) => f.id));
+    on.accepted?.(ms.map((m) => m.id).filter((id) => !failed.has(id)), performance.now());
+    return outcome;
+  };
 }

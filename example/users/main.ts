@@ -1,7 +1,7 @@
 /**
  * Runs the users service. With nothing set it uses embedded defaults: a SQLite file under
- * ./data and an in-process Dapr sidecar emulator. Set DATABASE_URL (e.g. mysql://...) and
- * DAPR_HTTP_PORT (a real sidecar, e.g. under `dapr run`) to use those instead.
+ * ./data and an in-process Dapr sidecar emulator. Set DATABASE_URL (postgres://...,
+ * mysql://...) and DAPR_HTTP_PORT (a real sidecar, e.g. under `dapr run`) to use those instead.
  *
  *   PORT            HTTP port (default 3000; 0 picks a free one)
  *   DATABASE_URL    Sequelize URL (default sqlite:./data/users.db)

@@ -3,13 +3,13 @@ import express from 'express';
 import request from 'supertest';
 import type { Transaction } from 'sequelize';
 import { createAdminRouter } from '../../src';
-import { ADMIN_TOKEN, adminDialects, createAdminApp, seed, type AdminFixture } from '../support/admin';
-import { createTestDb, type TestDb } from '../support/db';
+import { ADMIN_TOKEN, createAdminApp, seed, type AdminFixture } from '../support/admin';
+import { createTestDb, testDialects, type TestDb } from '../support/db';
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const csrf = { ...auth, 'x-outbox-csrf': '1', 'content-type': 'application/json' };
 
-for (const kind of adminDialects()) {
+for (const kind of testDialects()) {
   describe(`admin API (${kind})`, () => {
     let db: TestDb;
     let fx: AdminFixture;

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { QueryTypes } from 'sequelize';
 import { createAdminRouter } from '../../src';
-import { ADMIN_TOKEN, adminDialects, createAdminApp, seed, type AdminFixture } from '../support/admin';
+import { ADMIN_TOKEN, createAdminApp, seed, type AdminFixture } from '../support/admin';
 import { requireChromium } from '../support/chromium';
-import { createTestDb, type TestDb } from '../support/db';
+import { createTestDb, testDialects, type TestDb } from '../support/db';
 
 // The callbacks given to waitForFunction and $eval run in the page, where these are the browser's.
 declare const document: any;
@@ -33,7 +33,7 @@ describe('dashboard in headless Chromium', function () {
     await browser?.close();
   });
 
-  for (const kind of adminDialects()) {
+  for (const kind of testDialects()) {
     describe(kind, () => {
       let db: TestDb;
       let fx: AdminFixture;

@@ -112,9 +112,10 @@ for (const kind of testDialects()) {
           await db.sequelize.query(ORPHAN_INSERT);
         } else {
           // Another session kills this request's connection: the unit of work cannot complete.
-          const [[row]] = (await db.sequelize.query('SELECT CONNECTION_ID() AS id')) as [[{ id: number }], unknown];
+          const pg = kind === 'postgres';
+          const [[row]] = (await db.sequelize.query(pg ? 'SELECT pg_backend_pid() AS id' : 'SELECT CONNECTION_ID() AS id')) as [[{ id: number }], unknown];
           const killer = db.another();
-          await killer.query(`KILL ${row.id}`, { transaction: null });
+          await killer.query(pg ? `SELECT pg_terminate_backend(${Number(row.id)})` : `KILL ${row.id}`, { transaction: null });
         }
         res.status(201).json({ ok: true });
       });

@@ -3,12 +3,13 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { QueryTypes } from 'sequelize';
 import request from 'supertest';
 import { DaprPublisher } from '../../src';
 import { silentLogger } from '../../src/extend';
 import { DaprEmulator } from '../../src/testing';
 import { createUsersService, type UsersService } from '../../example/users/app';
-import { createTestDb, testDialects, type TestDb } from '../support/db';
+import { createTestDb, serverDialects, testDialects, type TestDb } from '../support/db';
 import { run, waitUntil } from '../support/processes';
 import { readRows } from '../support/rows';
 import { RecordingPublisher } from '../support/recording-publisher';
@@ -216,4 +217,39 @@ describe('example: the README\'s main-job command', () => {
     }
     assert.match(child.output(), /SIGTERM: shutting down/);
   });
+
+  for (const kind of serverDialects()) {
+    it(`\`npm start\` with DATABASE_URL=${kind}://...: a registration is committed there, delivered and logged`, async () => {
+      const db = await createTestDb(kind);
+      const child = run('npm', ['start', '--silent'], { cwd: root, env: { PORT: '0', DATABASE_URL: db.url, DAPR_HTTP_PORT: '' } });
+      const outputComplete = new Promise<void>((resolve) => child.proc.once('close', () => resolve()));
+      try {
+        const [, url] = await child.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/, 120_000);
+        assert.match(child.output(), new RegExp(`database: ${kind}://\\*\\*\\*@`), 'the URL is logged without its credentials');
+        const account = `r${randomBytes(4).toString('hex')}`;
+        const res = await fetch(`${url}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ account, mobile: '19999999999' }) });
+        assert.equal(res.status, 201);
+        await child.waitFor(new RegExp(`注册用户成功: ${account}`));
+        const { eventId } = (await res.json()) as { eventId: string };
+        // The service's tables are in that database: the user, its event Published, its notice.
+        const [user] = (await db.sequelize.query('SELECT account FROM users', { type: QueryTypes.SELECT })) as Array<{ account: string }>;
+        assert.equal(user?.account, account);
+        await waitUntil(async () => {
+          const rows = (await db.sequelize.query('SELECT state FROM integration_event_log WHERE event_id = ?', { replacements: [eventId], type: QueryTypes.SELECT })) as Array<{ state: unknown }>;
+          return rows.length === 1 && Number(rows[0]!.state) === 2;
+        }, 'the event marked Published');
+        assert.equal(await countNotices(db, eventId), 1);
+      } finally {
+        await child.stop('SIGTERM');
+        await outputComplete;
+        await db.close();
+      }
+    });
+  }
 });
+
+async function countNotices(db: TestDb, eventId: string): Promise<number> {
+  const column = db.sequelize.getQueryInterface().quoteIdentifier('eventId');
+  const [row] = (await db.sequelize.query(`SELECT COUNT(*) AS n FROM registration_notices WHERE ${column} = ?`, { replacements: [eventId], type: QueryTypes.SELECT })) as Array<{ n: unknown }>;
+  return Number(row?.n);
+}

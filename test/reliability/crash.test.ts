@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { Agent } from 'node:http';
 import { DaprEmulator } from '../../src/testing';
-import { createTestDb, type TestDb } from '../support/db';
+import { createTestDb, serverDialects, type TestDb } from '../support/db';
 import type { Child } from '../support/processes';
 import {
   countBy,
@@ -38,8 +38,8 @@ const CLIENTS = 4;
 const MIN_KILLS = 10;
 const MAX_KILLS = 25;
 
-if (process.env.TEST_MYSQL_URL) {
-  describe('reliability: crash (mysql, child process, SIGKILL)', function () {
+for (const kind of serverDialects()) {
+  describe(`reliability: crash (${kind}, child process, SIGKILL)`, function () {
     this.timeout(280_000);
     let db: TestDb | undefined;
     let emu: DaprEmulator | undefined;
@@ -56,7 +56,7 @@ if (process.env.TEST_MYSQL_URL) {
     it(`${REGISTRATIONS} registrations, SIGKILL at least ${MIN_KILLS} times: each committed event delivered and handled once, none of a failed request, outbox drained`, async () => {
       const seed = seedFor('crash');
       const rand = random(seed);
-      db = await createTestDb('mysql');
+      db = await createTestDb(kind);
       // While the child is down the sidecar's deliveries fail; these policies keep trying for about
       // two minutes, far longer than a restart takes. A message given up on would be counted below.
       emu = await DaprEmulator.start({ appId: 'users', resiliency: { retries: 20, intervalMs: 250 }, redelivery: { retries: 20, intervalMs: 1000 }, appTimeoutMs: 20_000 });

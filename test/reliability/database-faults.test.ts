@@ -1,8 +1,9 @@
 /**
- * Database faults: the service's MariaDB connections are killed from another session
- * (`KILL <id>`) while requests, publishes, marks and deliveries are running. The service must
- * recover on its own (no restart), lose nothing, and a request caught in the fault must get an
- * error and leave nothing behind: no user without its event, no event without its user.
+ * Database faults: the service's MariaDB or PostgreSQL connections are killed from another
+ * session (`KILL <id>`, `pg_terminate_backend(pid)`) while requests, publishes, marks and
+ * deliveries are running. The service must recover on its own (no restart), lose nothing, and a
+ * request caught in the fault must get an error and leave nothing behind: no user without its
+ * event, no event without its user.
  */
 import assert from 'node:assert/strict';
 import { Agent, type Server } from 'node:http';
@@ -12,7 +13,7 @@ import { EventState, OutboxEngine, runMigrations, SequelizeOutboxStore, silentLo
 import { SequelizeTransactions } from '../../src/adapters/sequelize/transactions';
 import { DaprEmulator } from '../../src/testing';
 import { createUsersService, type UsersService } from '../../example/users/app';
-import { createTestDb, testDialects, type TestDb } from '../support/db';
+import { createTestDb, serverDialects, serverUrl, testDialects, type TestDb } from '../support/db';
 import { RecordingPublisher } from '../support/recording-publisher';
 import {
   closeServer,
@@ -41,8 +42,8 @@ const MAX_ROUNDS = 20;
 const WANT_CAUGHT = 3;
 const AFTER = 20;
 
-if (process.env.TEST_MYSQL_URL) {
-  describe('reliability: database faults (mysql, KILL of the service connections)', function () {
+for (const kind of serverDialects()) {
+  describe(`reliability: database faults (${kind}, ${kind === 'postgres' ? 'pg_terminate_backend' : 'KILL'} of the service connections)`, function () {
     this.timeout(180_000);
     let db: TestDb | undefined;
     let admin: Sequelize | undefined;
@@ -76,10 +77,10 @@ if (process.env.TEST_MYSQL_URL) {
     it('recovers without a restart, loses nothing, and a request caught in the fault fails and writes nothing', async () => {
       const seed = seedFor('database-faults');
       const rand = random(seed);
-      db = await createTestDb('mysql');
+      db = await createTestDb(kind);
       const dbName = new URL(db.url).pathname.slice(1);
       // The killer's own session is on another database, and excludes itself by id as well.
-      admin = new Sequelize(process.env.TEST_MYSQL_URL!, { logging: false, pool: { max: 1 } });
+      admin = new Sequelize(serverUrl(kind), { logging: false, pool: { max: 1 } });
       emu = await DaprEmulator.start({ appId: 'users', resiliency: { retries: 20, intervalMs: 100 }, redelivery: { retries: 20, intervalMs: 500 }, appTimeoutMs: 20_000 });
       const errors: string[] = [];
       svc = await createUsersService({
@@ -118,10 +119,14 @@ if (process.env.TEST_MYSQL_URL) {
       let rounds = 0;
       let killed = 0;
       const killRound = async (): Promise<void> => {
-        const ids = (await admin!.query('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()', { replacements: [dbName], type: QueryTypes.SELECT })) as Array<{ id: number }>;
+        const sessions =
+          kind === 'postgres'
+            ? 'SELECT pid AS id FROM pg_stat_activity WHERE datname = ? AND pid <> pg_backend_pid()'
+            : 'SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()';
+        const ids = (await admin!.query(sessions, { replacements: [dbName], type: QueryTypes.SELECT })) as Array<{ id: number }>;
         for (const { id } of ids) {
           try {
-            await admin!.query(`KILL ${Number(id)}`);
+            await admin!.query(kind === 'postgres' ? `SELECT pg_terminate_backend(${Number(id)})` : `KILL ${Number(id)}`);
             killed += 1;
           } catch {
             // Gone already (closed by its pool between the SELECT and the KILL).

@@ -179,7 +179,9 @@ export async function userAccounts(sequelize: Sequelize): Promise<string[]> {
 }
 
 export async function notices(sequelize: Sequelize): Promise<Array<{ eventId: string; account: string }>> {
-  return (await sequelize.query('SELECT eventId, account FROM registration_notices', { type: QueryTypes.SELECT })) as Array<{ eventId: string; account: string }>;
+  // Quoted: PostgreSQL folds an unquoted eventId to lower case.
+  const eventId = sequelize.getQueryInterface().quoteIdentifier('eventId');
+  return (await sequelize.query(`SELECT ${eventId} AS ${eventId}, account FROM registration_notices`, { type: QueryTypes.SELECT })) as Array<{ eventId: string; account: string }>;
 }
 
 export async function countRows(sequelize: Sequelize, sql: string, replacements: unknown[] = []): Promise<number> {
@@ -198,6 +200,16 @@ export async function dropNoticeUniqueIndex(sequelize: Sequelize): Promise<void>
     await sequelize.query('CREATE TABLE registration_notices_plain AS SELECT * FROM registration_notices');
     await sequelize.query('DROP TABLE registration_notices');
     await sequelize.query('ALTER TABLE registration_notices_plain RENAME TO registration_notices');
+    return;
+  }
+  if (sequelize.getDialect() === 'postgres') {
+    // A column UNIQUE is a constraint there, with an index of the same name behind it.
+    const constraints = (await sequelize.query(
+      `SELECT c.conname AS name FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) ` +
+        `WHERE c.conrelid = 'registration_notices'::regclass AND c.contype = 'u' AND a.attname = 'eventId'`,
+      { type: QueryTypes.SELECT },
+    )) as Array<{ name: string }>;
+    for (const { name } of constraints) await sequelize.query(`ALTER TABLE registration_notices DROP CONSTRAINT "${name.replace(/"/g, '""')}"`);
     return;
   }
   const indexes = (await sequelize.query("SHOW INDEX FROM registration_notices WHERE Column_name = 'eventId' AND Non_unique = 0", { type: QueryTypes.SELECT })) as Array<{ Key_name: string }>;

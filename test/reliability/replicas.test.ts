@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { Agent } from 'node:http';
 import { QueryTypes } from 'sequelize';
 import { DaprEmulator } from '../../src/testing';
-import { createTestDb, type TestDb } from '../support/db';
+import { createTestDb, serverDialects, type TestDb } from '../support/db';
 import type { Child } from '../support/processes';
 import {
   countBy,
@@ -57,8 +57,8 @@ interface Replica {
   up: boolean;
 }
 
-if (process.env.TEST_MYSQL_URL) {
-  describe('reliability: three replicas on one database and one sidecar (mysql, child processes)', function () {
+for (const kind of serverDialects()) {
+  describe(`reliability: three replicas on one database and one sidecar (${kind}, child processes)`, function () {
     this.timeout(280_000);
     let db: TestDb | undefined;
     let emu: DaprEmulator | undefined;
@@ -124,7 +124,7 @@ if (process.env.TEST_MYSQL_URL) {
     before(async () => {
       seed = seedFor('replicas');
       rand = random(seed);
-      db = await createTestDb('mysql');
+      db = await createTestDb(kind);
       emu = await DaprEmulator.start({ appId: 'users', resiliency: { retries: 20, intervalMs: 250 }, redelivery: { retries: 20, intervalMs: 1000 }, appTimeoutMs: 20_000 });
       balancer = await startBalancer(() => replicas.filter((r) => r.up).map((r) => r.url));
       for (let slot = 0; slot < REPLICAS; slot++) {

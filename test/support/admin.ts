@@ -1,17 +1,11 @@
 import express, { type Express } from 'express';
 import { createAdminRouter, createOutbox, createSubscriptionRouter, type AdminRouterOptions, type Outbox } from '../../src';
 import { silentLogger } from '../../src/core/logger';
-import type { DbKind } from './db';
 import { RecordingPublisher } from './recording-publisher';
 import type { Sequelize } from 'sequelize';
 
 /** The bearer token the admin tests authorize with. */
 export const ADMIN_TOKEN = 'test-admin-token';
-
-/** Admin test dialects: SQLite, MariaDB with TEST_MYSQL_URL, PostgreSQL with TEST_POSTGRES_URL. */
-export function adminDialects(): DbKind[] {
-  return ['sqlite', ...(process.env.TEST_MYSQL_URL ? (['mysql'] as const) : []), ...(process.env.TEST_POSTGRES_URL ? (['postgres'] as const) : [])];
-}
 
 export interface AdminFixture {
   app: Express;

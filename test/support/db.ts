@@ -6,9 +6,27 @@ import { Sequelize, type Options } from 'sequelize';
 
 export type DbKind = 'sqlite' | 'mysql' | 'postgres';
 
-/** SQLite always; MariaDB/MySQL when TEST_MYSQL_URL is set (CI always sets it). */
+/**
+ * SQLite always; MariaDB/MySQL when TEST_MYSQL_URL is set, PostgreSQL when TEST_POSTGRES_URL is
+ * set (CI sets both).
+ */
 export function testDialects(): DbKind[] {
-  return process.env.TEST_MYSQL_URL ? ['sqlite', 'mysql'] : ['sqlite'];
+  const kinds: DbKind[] = ['sqlite'];
+  if (process.env.TEST_MYSQL_URL) kinds.push('mysql');
+  if (process.env.TEST_POSTGRES_URL) kinds.push('postgres');
+  return kinds;
+}
+
+/** The database servers of testDialects(): MariaDB/MySQL and PostgreSQL when their URLs are set. */
+export function serverDialects(): Array<Exclude<DbKind, 'sqlite'>> {
+  return testDialects().filter((k): k is Exclude<DbKind, 'sqlite'> => k !== 'sqlite');
+}
+
+/** The server URL a kind's test databases are made on (its own database is only used to connect). */
+export function serverUrl(kind: Exclude<DbKind, 'sqlite'>): string {
+  const url = kind === 'postgres' ? process.env.TEST_POSTGRES_URL : process.env.TEST_MYSQL_URL;
+  if (!url) throw new Error(`${kind === 'postgres' ? 'TEST_POSTGRES_URL' : 'TEST_MYSQL_URL'} is not set`);
+  return url;
 }
 
 /**
@@ -57,8 +75,7 @@ export async function createTestDb(kind: DbKind, options: Options = {}, settings
     make = (o = {}) => new Sequelize({ dialect: 'sqlite', storage, logging: false, ...options, ...o });
     drop = async () => rmSync(dir, { recursive: true, force: true });
   } else if (kind === 'postgres') {
-    const base = settings.postgresUrl ?? process.env.TEST_POSTGRES_URL;
-    if (!base) throw new Error('TEST_POSTGRES_URL is not set');
+    const base = settings.postgresUrl ?? serverUrl('postgres');
     const name = `${settings.prefix ?? 't_'}${randomBytes(5).toString('hex')}`;
     await adminQuery(base, `CREATE DATABASE "${name}"`);
     const server = new URL(base);
@@ -73,8 +90,7 @@ export async function createTestDb(kind: DbKind, options: Options = {}, settings
         `DROP DATABASE IF EXISTS "${name}"`,
       ]);
   } else {
-    const base = settings.mysqlUrl ?? process.env.TEST_MYSQL_URL;
-    if (!base) throw new Error('TEST_MYSQL_URL is not set');
+    const base = settings.mysqlUrl ?? serverUrl('mysql');
     const name = `${settings.prefix ?? 't_'}${randomBytes(5).toString('hex')}`;
     await adminQuery(base, `CREATE DATABASE \`${name}\``);
     const server = new URL(base);

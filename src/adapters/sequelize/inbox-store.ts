@@ -103,8 +103,9 @@ export class SequelizeInboxStore implements InboxStore {
 
   async deleteOlderThan(before: number, limit: number): Promise<number> {
     const t = quoteIdent(this.dialect, this.table);
-    const rows = (await this.sequelize.query(`SELECT consumer, event_id FROM ${t} WHERE handled_time < ? ORDER BY handled_time LIMIT ${Math.trunc(limit)}`, {
-      replacements: [before],
+    const oldest = selectHandledBefore(this.dialect, this.table, before, limit);
+    const rows = (await this.sequelize.query(oldest.sql, {
+      replacements: oldest.params,
       type: QueryTypes.SELECT,
       transaction: null,
     })) as Array<{ consumer: string; event_id: string }>;
@@ -191,4 +192,12 @@ function compare(a: string, b: string): number {
 
 function keyOf(consumer: string, eventId: string): string {
   return `${consumer}\u0000${eventId}`;
+}
+
+/** The oldest entries handled before `before`, by the handled_time index, in a bounded batch. */
+export function selectHandledBefore(dialect: SqlDialect, table: string, before: number, limit: number): { sql: string; params: unknown[] } {
+  return {
+    sql: `SELECT consumer, event_id FROM ${quoteIdent(dialect, table)} WHERE handled_time < ? ORDER BY handled_time LIMIT ${Math.trunc(limit)}`,
+    params: [before],
+  };
 }

@@ -133,6 +133,25 @@ export function markClaimedByRowIds(
 }
 
 /**
+ * The claim on PostgreSQL in one statement: the due rows are picked oldest due first, skipping
+ * locked ones, stamped with the lease, and come back through RETURNING with the due time they
+ * had (`due_at`, the order to publish in): no transaction to open, one round trip.
+ */
+export function claimReturning(dialect: SqlDialect, table: string, limit: number, owner: string, leaseUntil: number, now: number): Query {
+  const t = quoteIdent(dialect, table);
+  const columns = OUTBOX_COLUMNS.split(', ').map((c) => `${t}.${c}`).join(', ');
+  return {
+    sql:
+      `WITH due AS (SELECT id, next_attempt_time FROM ${t} WHERE next_attempt_time <= ? ` +
+      `ORDER BY next_attempt_time LIMIT ${Math.trunc(limit)} FOR UPDATE SKIP LOCKED) ` +
+      `UPDATE ${t} SET state = ${EventState.InProgress}, lock_owner = ?, locked_until = ?, next_attempt_time = ?, ` +
+      `times_sent = ${t}.times_sent + 1, row_version = ${t}.row_version + 1, modification_time = ? ` +
+      `FROM due WHERE ${t}.id = due.id RETURNING ${columns}, due.next_attempt_time AS due_at`,
+    params: [now, owner, leaseUntil, leaseUntil, now],
+  };
+}
+
+/**
  * The claim without SKIP LOCKED (SQLite, older MySQL): one conditional UPDATE stamps the due rows
  * with a claim token unique to this claim; the claimer then reads back what carries its token.
  * The due condition is repeated outside the sub-select so a row changed in between is not taken.

@@ -31,7 +31,7 @@ const CHUNK = 500;
  */
 const LOCK_CONFLICT_ATTEMPTS = 6;
 
-/** The outbox table on Sequelize (MySQL/MariaDB, SQLite; PostgreSQL SQL is dialect-aware too). */
+/** The outbox table on Sequelize: MySQL/MariaDB, PostgreSQL, SQLite. */
 export class SequelizeOutboxStore implements OutboxStore {
   readonly dialect: SqlDialect;
   private readonly gate: WriteGate;
@@ -60,6 +60,15 @@ export class SequelizeOutboxStore implements OutboxStore {
   }
 
   private async claimOnce(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]> {
+    if (this.dialect === 'postgres') {
+      const q = sql.claimReturning(this.dialect, this.table, limit, owner, leaseUntil, now);
+      const rows = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: null })) as Array<Record<string, unknown>>;
+      // RETURNING keeps no order: oldest due first, as the other dialects' claims give them.
+      return rows
+        .map((r) => ({ due: Number(r.due_at), record: toRecord(r) }))
+        .sort((a, b) => a.due - b.due || a.record.rowId - b.record.rowId)
+        .map((r) => r.record);
+    }
     if (await this.usesSkipLocked()) {
       return inTransaction(this.sequelize, async (tx) => {
         const rows = await this.select(sql.selectDueForUpdate(this.dialect, this.table, limit, now), tx);
