@@ -34,6 +34,9 @@ const LANES = 2;
  * pass instead of `retryBatchSize` rows per interval; the next batch is claimed while the current
  * one is published. It stops early when a whole batch failed for a transient reason (the broker
  * is down: no point in hammering it) and between batches when the processors are stopping.
+ *
+ * With `relayUnderRowLocks` on a database with SKIP LOCKED, the same pass runs without leases:
+ * see lockedPass().
  */
 export class RetryByDatabase {
   /**
