@@ -18,7 +18,7 @@
  * scans, no Seq Scan.
  */
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-import { DEFAULTS, EventState, runMigrations, SequelizeOutboxStore, type EventPageQuery } from '../src/extend';
+import { DEFAULTS, EventState, resolveTableNames, runMigrations, SequelizeOutboxStore, type EventPageQuery } from '../src/extend';
 import { PAGE_LIMIT, SCAN_LIMIT } from '../src/http/admin/admin-input';
 import { dialectOf } from '../src/adapters/sequelize/dialect';
 import { claimByToken, markClaimedByRowIds, selectDueForUpdate, selectExpiredPublished } from '../src/adapters/sequelize/outbox-sql';
@@ -107,7 +107,7 @@ async function measure(ctx: BenchContext, kind: DbKind) {
     const tables = { small: 'scan_small', large: 'scan_large' } as const;
     const t0 = performance.now();
     for (const size of ['small', 'large'] as const) {
-      await runMigrations(s, { outbox: tables[size], inbox: `${tables[size]}_inbox`, migrations: `${tables[size]}_migrations` });
+      await runMigrations(s, resolveTableNames({ outbox: tables[size], inbox: `${tables[size]}_inbox`, migrations: `${tables[size]}_migrations` }));
       await fillHistory(s, kind, tables[size], sizes[size], now);
     }
     const fillSeconds = round((performance.now() - t0) / 1000);

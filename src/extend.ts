@@ -31,7 +31,7 @@ export { HEALTH_DEFAULTS } from './core/health';
 export { ROUTER_DEFAULTS, type RouterOutbox } from './http/router/router-options';
 export type { CloudEvent, TopicRule, TopicValidator, DaprSubscription } from './http/router/types';
 export type { DaprStatus, BulkEntryStatus } from './http/router/statuses';
-export { migrations, runMigrations, DEFAULT_TABLE_NAMES, type Migration, type TableNames } from './adapters/sequelize/migrations';
+export { migrations, runMigrations, resolveTableNames, DEFAULT_TABLE_NAMES, type Migration, type TableNames } from './adapters/sequelize/migrations';
 export { SequelizeOutboxStore } from './adapters/sequelize/outbox-store';
 export { SequelizeInboxStore } from './adapters/sequelize/inbox-store';
 export { SequelizeTransactions } from './adapters/sequelize/transactions';

@@ -3,7 +3,7 @@ import type { Sequelize } from 'sequelize';
 import { OutboxConfigError } from './errors';
 import { OutboxEngine, type EngineOptions } from './core/outbox-engine';
 import type { Publisher } from './ports/publisher';
-import { DEFAULT_TABLE_NAMES, runMigrations, type TableNames } from './adapters/sequelize/migrations';
+import { resolveTableNames, runMigrations, type TableNames } from './adapters/sequelize/migrations';
 import { SequelizeOutboxStore } from './adapters/sequelize/outbox-store';
 import { SequelizeInboxStore } from './adapters/sequelize/inbox-store';
 import { SequelizeTransactions } from './adapters/sequelize/transactions';
@@ -108,7 +108,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
     }
     setWriteWait(sequelize, options.writeLockWait * 1000);
   }
-  const tables: TableNames = { ...DEFAULT_TABLE_NAMES, ...(options.tables ?? {}) };
+  const tables: TableNames = resolveTableNames(options.tables);
   for (const [key, name] of Object.entries(tables)) {
     if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
       throw new OutboxConfigError(`tables.${key}`, name, 'must be an identifier of letters, digits and _ (at most 63 characters)');

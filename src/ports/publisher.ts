@@ -17,6 +17,21 @@ export interface OutboxMessage {
   readonly tracestate?: string | null;
   /** Epoch milliseconds. */
   readonly creationTime: number;
+  /**
+   * The ordering key (`bus.publish(event, { orderingKey })`), or null/undefined for an unkeyed
+   * event. Events of one key on one pubsub and topic are published one at a time, in sequence.
+   */
+  readonly orderingKey?: string | null;
+  /**
+   * A keyed event's place in its key's order (1, 2, ...), given by the store's insert in the
+   * writing transaction; null/undefined for an unkeyed event.
+   */
+  sequence?: number | null;
+  /**
+   * Set by the store's insert on a keyed event that must wait for an earlier event of its key:
+   * it is not published by its committer, and goes out once the earlier ones have.
+   */
+  waiting?: boolean;
 }
 
 /** What a bulk publish reports: the entries that were NOT published. All others were. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Sequelize } from 'sequelize';
 import type { OutboxOptions } from '../../src';
-import { DEFAULT_TABLE_NAMES, SequelizeInboxStore, SequelizeOutboxStore } from '../../src/extend';
+import { resolveTableNames, SequelizeInboxStore, SequelizeOutboxStore } from '../../src/extend';
 import { Outbox } from '../../src/outbox';
 import { dialectOf, quoteIdent } from '../../src/adapters/sequelize/dialect';
 import type { Logger } from '../../src/core/logger';
@@ -89,7 +89,7 @@ export async function makeOutbox(sequelize: Sequelize, options: Partial<OutboxOp
   const clock = (options.clock as TestClock | undefined) ?? new TestClock();
   const logger = (options.logger as CapturingLogger | undefined) ?? new CapturingLogger();
   const publisher = (options.publisher as RecordingPublisher | undefined) ?? new RecordingPublisher();
-  const tables = { ...DEFAULT_TABLE_NAMES, ...(options.tables ?? {}) };
+  const tables = resolveTableNames(options.tables);
   const store = new SequelizeOutboxStore(sequelize, tables.outbox);
   const outbox = new Outbox(
     { sequelize, publisher, clock, logger, random: () => 0.5, ...options },

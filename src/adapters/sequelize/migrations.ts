@@ -12,13 +12,38 @@ export interface TableNames {
   inbox: string;
   /** Which migrations ran. Default 'dapr_outbox_migrations'. */
   migrations: string;
+  /**
+   * The publish side's position in each ordering key: the last sequence number given out and the
+   * next one to publish. Default: the outbox's name + '_keys'.
+   */
+  outboxKeys: string;
+  /** The receive side's position in each ordering key, per consumer. Default: the inbox's name + '_keys'. */
+  inboxKeys: string;
 }
 
 export const DEFAULT_TABLE_NAMES: TableNames = {
   outbox: 'integration_event_log',
   inbox: 'integration_event_inbox',
   migrations: 'dapr_outbox_migrations',
+  outboxKeys: 'integration_event_log_keys',
+  inboxKeys: 'integration_event_inbox_keys',
 };
+
+/**
+ * The table names with the defaults filled in. The key tables follow their table's name, so
+ * that two outboxes on one database (their own `outbox` names) never share a key's position.
+ */
+export function resolveTableNames(names: Partial<TableNames> = {}): TableNames {
+  const outbox = names.outbox ?? DEFAULT_TABLE_NAMES.outbox;
+  const inbox = names.inbox ?? DEFAULT_TABLE_NAMES.inbox;
+  return {
+    outbox,
+    inbox,
+    migrations: names.migrations ?? DEFAULT_TABLE_NAMES.migrations,
+    outboxKeys: names.outboxKeys ?? `${outbox}_keys`,
+    inboxKeys: names.inboxKeys ?? `${inbox}_keys`,
+  };
+}
 
 /**
  * One versioned schema step. `up` returns the statements for a dialect; they run in order and
@@ -120,6 +145,53 @@ export const migrations: readonly Migration[] = [
       return [
         ...both(tables.outbox, (c) => column('event_id', 'VARCHAR(64)', c)),
         ...both(tables.inbox, (c) => `${column('consumer', 'VARCHAR(191)', c)}, ${column('event_id', 'VARCHAR(191)', c)}`),
+      ];
+    },
+  },
+  {
+    name: '0004-ordering-keys',
+    up(dialect, tables) {
+      const t = columnTypes(dialect);
+      const q = (n: string) => quoteIdent(dialect, n);
+      const mysql = dialect === 'mysql' || dialect === 'mariadb';
+      const engine = mysql ? ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4' : '';
+      // Names compare byte for byte, as in 0003 (created binary, then made NO PAD where the server has it).
+      const name = mysql ? 'VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin' : 'VARCHAR(255)';
+      const nopad = (table: string, columns: Array<[string, string]>) =>
+        mysql
+          ? [
+              `ALTER TABLE ${q(table)} /*M!100202 ${columns.map(([c, type]) => `MODIFY ${c} ${type} CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL`).join(', ')} */`,
+              `ALTER TABLE ${q(table)} /*!80000 ${columns.map(([c, type]) => `MODIFY ${c} ${type} CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_bin NOT NULL`).join(', ')} */`,
+            ]
+          : [];
+      return [
+        // A keyed row's key and its place in the key's order; NULL for the rows of unkeyed events.
+        `ALTER TABLE ${q(tables.outbox)} ADD ${mysql ? 'COLUMN ' : ''}ordering_key ${t.key} NULL`,
+        `ALTER TABLE ${q(tables.outbox)} ADD ${mysql ? 'COLUMN ' : ''}key_sequence ${t.big} NULL`,
+        `CREATE INDEX ${q(`ix_${tables.outbox}_ordering`)} ON ${q(tables.outbox)} (ordering_key, key_sequence)`,
+        // One row per (pubsub, topic, key): the writers of a key take turns on it, so sequence
+        // numbers follow commit order with no gap; the relay moves `next_sequence` on as it publishes.
+        `CREATE TABLE IF NOT EXISTS ${q(tables.outboxKeys)} (
+  pubsub_name ${name} NOT NULL,
+  topic ${name} NOT NULL,
+  ordering_key ${t.key} NOT NULL,
+  last_sequence ${t.big} NOT NULL,
+  next_sequence ${t.big} NOT NULL,
+  modification_time ${t.big} NOT NULL,
+  PRIMARY KEY (pubsub_name, topic, ordering_key)
+)${engine}`,
+        ...nopad(tables.outboxKeys, [['pubsub_name', 'VARCHAR(255)'], ['topic', 'VARCHAR(255)'], ['ordering_key', 'VARCHAR(191)']]),
+        // The last sequence each consumer handled per key, and since when it waits for the next.
+        `CREATE TABLE IF NOT EXISTS ${q(tables.inboxKeys)} (
+  consumer ${t.key} NOT NULL,
+  ordering_key ${t.key} NOT NULL,
+  last_sequence ${t.big} NOT NULL,
+  waiting_since ${t.big} NULL,
+  modification_time ${t.big} NOT NULL,
+  PRIMARY KEY (consumer, ordering_key)
+)${engine}`,
+        ...nopad(tables.inboxKeys, [['consumer', 'VARCHAR(191)'], ['ordering_key', 'VARCHAR(191)']]),
+        ...nopad(tables.outbox, [['ordering_key', 'VARCHAR(191)']]).map((s) => s.replace(' NOT NULL', ' NULL')),
       ];
     },
   },
@@ -244,5 +316,5 @@ function alreadyExists(err: unknown): boolean {
   const e = err as { name?: string; message?: unknown; parent?: { message?: unknown } } | undefined;
   if (e?.name === 'SequelizeUniqueConstraintError') return true;
   const message = `${String(e?.message ?? '')} ${String(e?.parent?.message ?? '')}`;
-  return /already exists|Duplicate key name|Duplicate entry|UNIQUE constraint failed|duplicate key value/i.test(message);
+  return /already exists|Duplicate key name|Duplicate column name|Duplicate entry|UNIQUE constraint failed|duplicate key value/i.test(message);
 }
