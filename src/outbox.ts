@@ -115,7 +115,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
     }
   }
   return new Outbox(options, {
-    outbox: new SequelizeOutboxStore(sequelize, tables.outbox),
+    outbox: new SequelizeOutboxStore(sequelize, tables.outbox, tables.outboxKeys),
     inbox: new SequelizeInboxStore(sequelize, tables.inbox),
     tables,
   });

@@ -1,3 +1,4 @@
+import { EventValidationError } from '../errors';
 import type { OutboxStore } from '../ports/outbox-store';
 import type { TransactionPort } from '../ports/transactions';
 import type { Clock } from './clock';
@@ -47,6 +48,10 @@ export class IntegrationEventBus {
     const defaults = { pubsubName: tuning.pubsubName, maxEventBytes: tuning.maxEventBytes, now };
     const messages = withCreateSpans(events.map((e) => toOutboxMessage(e, defaults, options, uow?.trace)), options.traceparent !== undefined);
     if (messages.length === 0) return;
+    if (!store.markPublishedInOrder) {
+      const keyed = messages.find((m) => m.orderingKey != null);
+      if (keyed) throw new EventValidationError('this outbox store keeps no ordering keys (it has no markPublishedInOrder)', { eventId: keyed.id, topic: keyed.topic });
+    }
     const tx = options.transaction ?? transactions.current();
     if (uow && (tx === undefined || tx === uow.transaction)) {
       for (const m of messages) uow.add(m);

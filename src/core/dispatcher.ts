@@ -46,7 +46,9 @@ export class Dispatcher {
    */
   dispatch(messages: readonly OutboxMessage[]): void {
     if (messages.length === 0) return;
-    for (const m of messages) this.waiting.push(m);
+    // A keyed event waiting for an earlier one of its key goes out when that one is published.
+    for (const m of messages) if (m.waiting !== true) this.waiting.push(m);
+    if (this.waiting.length === 0) return;
     if (!this.round) {
       this.round = this.rounds();
       this.track(this.round);
@@ -105,7 +107,7 @@ export class Dispatcher {
   private async settle(outcome: SendOutcome): Promise<void> {
     const { tuning } = this.deps;
     const later: Promise<void>[] = [];
-    if (outcome.published.length > 0) later.push(this.markPublished(outcome.published.map((m) => m.id), 'dispatch'));
+    if (outcome.published.length > 0) later.push(this.markPublished(outcome.published, 'dispatch'));
     const giveUp: Array<{ message: OutboxMessage; error: Error }> = [];
     for (const { message, error } of outcome.failed) {
       this.deps.events.emit('failed', { id: message.id, topic: message.topic, attempt: 1, error });
@@ -116,15 +118,29 @@ export class Dispatcher {
     await Promise.all(later);
   }
 
-  private async markPublished(ids: string[], source: 'dispatch' | 'local-retry'): Promise<void> {
+  private async markPublished(messages: readonly OutboxMessage[], source: 'dispatch' | 'local-retry'): Promise<void> {
+    const keyed = messages.filter((m) => m.orderingKey != null);
+    const ids = (keyed.length === 0 ? messages : messages.filter((m) => m.orderingKey == null)).map((m) => m.id);
     try {
-      await this.marks.add(ids);
-      this.deps.events.emit('published', { ids, source });
+      await Promise.all([ids.length > 0 ? this.marks.add(ids) : undefined, keyed.length > 0 ? this.publishedInOrder(keyed) : undefined]);
+      this.deps.events.emit('published', { ids: messages.map((m) => m.id), source });
     } catch (err) {
       // The rows stay InProgress under this process's lease; once it runs out the retry processor
       // publishes them again (a duplicate at the transport, which the subscriber's inbox absorbs).
-      this.deps.logger.error('could not mark published rows', { count: ids.length, error: errorMessage(err) });
+      this.deps.logger.error('could not mark published rows', { count: messages.length, error: errorMessage(err) });
     }
+  }
+
+  /**
+   * Marks keyed events Published and moves their keys on: the next event of each key, leased to
+   * this process by the store, is dispatched at once. Rejects when the write fails (the events
+   * stay leased, and the retry processor publishes them again once the lease runs out).
+   */
+  async publishedInOrder(messages: readonly OutboxMessage[]): Promise<void> {
+    const { store, clock, tuning, owner } = this.deps;
+    const now = clock.now();
+    const next = await store.markPublishedInOrder!(messages, owner, now + tuning.leaseTime * 1000, now);
+    this.dispatch(next);
   }
 
   /**
@@ -162,7 +178,7 @@ export class Dispatcher {
       }
     }
     await Promise.all([
-      outcome.published.length > 0 ? this.markPublished(outcome.published.map((m) => m.id), 'local-retry') : undefined,
+      outcome.published.length > 0 ? this.markPublished(outcome.published, 'local-retry') : undefined,
       giveUp.length > 0 ? this.deps.failures.record(giveUp) : undefined,
     ]);
   }

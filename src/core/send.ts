@@ -23,7 +23,7 @@ export function bulkEntryBytes(m: OutboxMessage): number {
  * Hands messages to the publisher: grouped by pubsub and topic, in bulk calls of at most
  * `batchSize` messages and `maxBatchBytes` (see bulkEntryBytes) where the publisher has a bulk
  * API and a group has more than one message, one by one otherwise. A message larger than the
- * byte budget on its own goes alone. A bulk call the broker refuses as too large (413) is split
+ * byte budget on its own goes alone, and so does every keyed event. A bulk call the broker refuses as too large (413) is split
  * in halves until it fits, so that only a message too large by itself fails, and fails alone.
  * Never throws: every message ends in `published` or `failed`.
  */
@@ -63,13 +63,18 @@ export async function sendMessages(
     return outcome;
   }
   const groups = new Map<string, OutboxMessage[]>();
+  const work: Promise<void>[] = [];
   for (const m of messages) {
+    // A bulk call promises no order among its entries: a keyed event always goes on its own.
+    if (m.orderingKey != null) {
+      work.push(single(m));
+      continue;
+    }
     const key = `${m.pubsubName}\u0000${m.topic}`;
     const group = groups.get(key);
     if (group) group.push(m);
     else groups.set(key, [m]);
   }
-  const work: Promise<void>[] = [];
   for (const group of groups.values()) {
     for (const batch of batchesOf(group, tuning.batchSize, tuning.maxBatchBytes)) work.push(bulk(batch));
   }

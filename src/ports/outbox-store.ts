@@ -111,8 +111,20 @@ export interface OutboxStore {
    * concurrent claimers: a row goes to one claimer only.
    */
   claimDue(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]>;
-  /** Marks rows Published (by event id). */
+  /** Marks rows Published (by event id). Keyed rows go through markPublishedInOrder instead. */
   markPublished(ids: readonly string[], now: number): Promise<void>;
+  /**
+   * Marks keyed rows Published (see OutboxMessage.orderingKey) and moves each key on: the next
+   * row of the key, if it is written and waiting for its turn, is leased to `owner` until
+   * `leaseUntil` (an attempt counted) and returned, for `owner` to publish next. A row whose key
+   * already moved past it (published again after another process took it over) moves nothing.
+   * Optional: a store without it takes no ordering keys (`bus.publish` refuses them).
+   *
+   * With ordering keys, `insert` also gives each keyed row its `sequence`, in the writing
+   * transaction, and sets `waiting` on a row whose key has an earlier row still to publish: such a
+   * row has no next attempt time (no processor takes it) until the publish before it frees it.
+   */
+  markPublishedInOrder?(messages: readonly OutboxMessage[], owner: string, leaseUntil: number, now: number): Promise<OutboxRecord[]>;
   /** Marks rows failed, each with its next attempt time, where `owner` still holds them. */
   markFailed(marks: readonly FailedMark[], owner: string, now: number): Promise<void>;
   /**

@@ -90,7 +90,7 @@ export async function makeOutbox(sequelize: Sequelize, options: Partial<OutboxOp
   const logger = (options.logger as CapturingLogger | undefined) ?? new CapturingLogger();
   const publisher = (options.publisher as RecordingPublisher | undefined) ?? new RecordingPublisher();
   const tables = resolveTableNames(options.tables);
-  const store = new SequelizeOutboxStore(sequelize, tables.outbox);
+  const store = new SequelizeOutboxStore(sequelize, tables.outbox, tables.outboxKeys);
   const outbox = new Outbox(
     { sequelize, publisher, clock, logger, random: () => 0.5, ...options },
     { outbox: store, inbox: new SequelizeInboxStore(sequelize, tables.inbox), tables },

@@ -19,7 +19,7 @@ export interface Query {
 
 export const OUTBOX_COLUMNS =
   'id, event_id, event_type_name, topic, pubsub_name, content, state, times_sent, creation_time, ' +
-  'modification_time, next_attempt_time, lock_owner, locked_until, row_version, traceparent, tracestate, last_error';
+  'modification_time, next_attempt_time, lock_owner, locked_until, row_version, traceparent, tracestate, last_error, ordering_key, key_sequence';
 
 const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
 
@@ -31,6 +31,7 @@ export function insertRows(
   leaseUntil: number,
   now: number,
 ): Query {
+  if (rows.some((r) => r.orderingKey != null)) return insertKeyedRows(dialect, table, rows, owner, leaseUntil, now);
   const params: unknown[] = [];
   const values: string[] = [];
   for (const r of rows) {
@@ -42,6 +43,28 @@ export function insertRows(
     sql:
       `INSERT INTO ${quoteIdent(dialect, table)} (event_id, event_type_name, topic, pubsub_name, content, state, ` +
       `times_sent, creation_time, modification_time, next_attempt_time, lock_owner, locked_until, row_version, traceparent, tracestate) ` +
+      `VALUES ${values.join(', ')}`,
+    params,
+  };
+}
+
+/**
+ * insertRows with keys: a keyed row's key and sequence, and, for a row that waits for an earlier
+ * event of its key, no lease and no next attempt time (the publish that frees it gives it one).
+ */
+function insertKeyedRows(dialect: SqlDialect, table: string, rows: readonly OutboxMessage[], owner: string, leaseUntil: number, now: number): Query {
+  const params: unknown[] = [];
+  const values: string[] = [];
+  for (const r of rows) {
+    values.push('(?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)');
+    const waits = r.waiting === true;
+    params.push(r.id, r.eventTypeName, r.topic, r.pubsubName, r.content, waits ? 0 : 1, r.creationTime, now, waits ? null : leaseUntil, waits ? null : owner, waits ? null : leaseUntil);
+    params.push(r.traceparent ?? null, r.tracestate ?? null, r.orderingKey ?? null, r.orderingKey != null ? (r.sequence ?? null) : null);
+  }
+  return {
+    sql:
+      `INSERT INTO ${quoteIdent(dialect, table)} (event_id, event_type_name, topic, pubsub_name, content, state, ` +
+      `times_sent, creation_time, modification_time, next_attempt_time, lock_owner, locked_until, row_version, traceparent, tracestate, ordering_key, key_sequence) ` +
       `VALUES ${values.join(', ')}`,
     params,
   };
@@ -87,7 +110,7 @@ export function insertStatements(
 
 /** A row's share of the statement text: its strings as escaped for the dialect, plus the numbers and punctuation. */
 export function escapedRowBytes(dialect: SqlDialect, r: OutboxMessage): number {
-  const strings = [r.id, r.eventTypeName, r.topic, r.pubsubName, r.content, r.traceparent ?? '', r.tracestate ?? ''];
+  const strings = [r.id, r.eventTypeName, r.topic, r.pubsubName, r.content, r.traceparent ?? '', r.tracestate ?? '', r.orderingKey ?? ''];
   return 200 + strings.reduce((sum, s) => sum + escapedBytes(dialect, s), 0);
 }
 
@@ -329,7 +352,10 @@ export function republish(dialect: SqlDialect, table: string, filter: RepublishF
 /** Up to `limit` terminal failures the filter names, by primary key: the delete then goes by id in bounded batches. */
 export function selectTerminalFailed(dialect: SqlDialect, table: string, filter: RepublishFilter, limit: number): Query {
   const { where, params } = terminalWhere(filter);
-  return { sql: `SELECT id FROM ${quoteIdent(dialect, table)} WHERE ${where.join(' AND ')} ORDER BY id LIMIT ${Math.trunc(limit)}`, params };
+  return {
+    sql: `SELECT id, pubsub_name, topic, ordering_key, key_sequence FROM ${quoteIdent(dialect, table)} WHERE ${where.join(' AND ')} ORDER BY id LIMIT ${Math.trunc(limit)}`,
+    params,
+  };
 }
 
 /** Deletes by primary key, and only rows still terminal-failed (a row republished meanwhile stays). */

@@ -17,9 +17,12 @@ import { dialectOf, supportsSkipLocked, type SqlDialect } from './dialect';
 import { inTransaction } from './transactions';
 import { prepareConnection, writeGateFor, type WriteGate } from './write-gate';
 import * as sql from './outbox-sql';
+import { compareScopes, moveScope, reserveSequences, scopeId, selectKeyedRow, selectPositions, sortScopes, startTurn, type KeyPosition, type KeyScope } from './ordering-sql';
 
 /** Keeps IN (...) lists well under every dialect's parameter limit. */
 const CHUNK = 500;
+/** Scopes per statement of lockScopes: 5 parameters each. */
+const SCOPES_PER_STATEMENT = 200;
 
 /**
  * How often a claim or mark is tried when the database ends it as a lock-conflict victim. Claims
@@ -41,6 +44,8 @@ export class SequelizeOutboxStore implements OutboxStore {
   constructor(
     readonly sequelize: Sequelize,
     readonly table: string,
+    /** The publish side's position in each ordering key (see ordering-sql.ts). */
+    readonly keysTable = `${table}_keys`,
   ) {
     this.dialect = dialectOf(sequelize);
     this.gate = writeGateFor(sequelize);
@@ -49,10 +54,95 @@ export class SequelizeOutboxStore implements OutboxStore {
   async insert(rows: readonly OutboxMessage[], tx: Transaction | null, owner: string, leaseUntil: number, now: number): Promise<void> {
     if (rows.length === 0) return;
     const write = async (t: Transaction) => {
+      await this.numberKeyedRows(rows, t, now);
       for (const q of sql.insertStatements(this.dialect, this.table, rows, owner, leaseUntil, now)) await this.exec(q, t);
     };
     if (tx) await write(tx);
     else await inTransaction(this.sequelize, write);
+  }
+
+  /**
+   * Gives the keyed rows of an insert their sequence numbers, in `tx` and under their scopes'
+   * locks (held to COMMIT, so the writers of one key take turns and numbers follow commit order),
+   * and marks `waiting` each row whose key has an earlier event still to publish.
+   */
+  private async numberKeyedRows(rows: readonly OutboxMessage[], tx: Transaction, now: number): Promise<void> {
+    const groups = new Map<string, { scope: KeyScope; rows: OutboxMessage[] }>();
+    for (const r of rows) {
+      if (r.orderingKey == null) continue;
+      const scope = { pubsubName: r.pubsubName, topic: r.topic, orderingKey: r.orderingKey };
+      const id = scopeId(scope);
+      const group = groups.get(id);
+      if (group) group.rows.push(r);
+      else groups.set(id, { scope, rows: [r] });
+    }
+    if (groups.size === 0) return;
+    const scopes = sortScopes([...groups.values()].map((g) => ({ ...g.scope, count: g.rows.length })));
+    const positions = await this.lockScopes(scopes, tx, now, true);
+    for (const [id, group] of groups) {
+      const p = positions.get(id);
+      if (!p) throw new Error(`the position of ordering key ${JSON.stringify(group.scope.orderingKey)} was not read back`);
+      let sequence = p.lastSequence - group.rows.length;
+      for (const r of group.rows) {
+        r.sequence = ++sequence;
+        r.waiting = sequence !== p.nextSequence;
+      }
+    }
+  }
+
+  /**
+   * Locks scopes' rows in `tx` (creating them where needed) after adding `count` to each one's
+   * last sequence; with `read`, resolves with their positions afterwards.
+   */
+  private async lockScopes(scopes: ReadonlyArray<KeyScope & { count: number }>, tx: Transaction, now: number, read: boolean): Promise<Map<string, KeyPosition>> {
+    const positions = new Map<string, KeyPosition>();
+    const mysql = this.dialect === 'mysql' || this.dialect === 'mariadb';
+    for (let i = 0; i < scopes.length; i += SCOPES_PER_STATEMENT) {
+      const chunk = scopes.slice(i, i + SCOPES_PER_STATEMENT);
+      const q = reserveSequences(this.dialect, this.keysTable, chunk, now);
+      let rows: Array<Record<string, unknown>>;
+      if (mysql) {
+        await this.exec(q, tx);
+        if (!read) continue;
+        const p = selectPositions(this.dialect, this.keysTable, chunk);
+        rows = (await this.sequelize.query(p.sql, { replacements: p.params, type: QueryTypes.SELECT, transaction: tx })) as Array<Record<string, unknown>>;
+      } else {
+        rows = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: tx })) as Array<Record<string, unknown>>;
+      }
+      for (const r of rows) {
+        const p = { pubsubName: String(r.pubsub_name), topic: String(r.topic), orderingKey: String(r.ordering_key), lastSequence: Number(r.last_sequence), nextSequence: Number(r.next_sequence) };
+        positions.set(scopeId(p), p);
+      }
+    }
+    return positions;
+  }
+
+  /**
+   * Moves keys on past published (or deleted) rows, in `tx` once their scopes are locked: each
+   * scope that stood at the row's sequence now stands at the next one, and that row, if it is
+   * written and waiting, gets its turn: leased to `owner` (returned, to be published next), or due
+   * at once when `owner` is null.
+   */
+  private async moveKeysOn(rows: ReadonlyArray<KeyScope & { sequence: number }>, tx: Transaction, owner: string | null, leaseUntil: number, now: number): Promise<OutboxRecord[]> {
+    const next: OutboxRecord[] = [];
+    for (const r of rows) {
+      if ((await this.exec(moveScope(this.dialect, this.keysTable, r, r.sequence, now), tx)) !== 1) continue;
+      if ((await this.exec(startTurn(this.dialect, this.table, r, r.sequence + 1, owner, leaseUntil, now), tx)) !== 1) continue;
+      if (owner !== null) next.push(...(await this.select(selectKeyedRow(this.dialect, this.table, r, r.sequence + 1), tx)));
+    }
+    return next;
+  }
+
+  async markPublishedInOrder(messages: readonly OutboxMessage[], owner: string, leaseUntil: number, now: number): Promise<OutboxRecord[]> {
+    const rows = keyedRows(messages);
+    if (rows.length === 0) return [];
+    return retryLockConflicts(() =>
+      inTransaction(this.sequelize, async (tx) => {
+        await this.lockScopes(uniqueScopes(rows), tx, now, false);
+        await this.exec(sql.markPublished(this.dialect, this.table, rows.map((r) => r.id), now), tx);
+        return this.moveKeysOn(rows, tx, owner, leaseUntil, now);
+      }),
+    );
   }
 
   claimDue(limit: number, now: number, owner: string, leaseUntil: number): Promise<OutboxRecord[]> {
@@ -111,13 +201,20 @@ export class SequelizeOutboxStore implements OutboxStore {
         sent = true;
         const outcome = await send(rows);
         const rowIds = new Map(rows.map((r) => [r.id, r.rowId]));
-        const published = outcome.published.map((id) => rowIds.get(id)).filter((id): id is number => id !== undefined);
-        for (let i = 0; i < published.length; i += CHUNK) {
-          await this.exec(sql.markPublishedByRowIds(this.dialect, this.table, published.slice(i, i + CHUNK), outcome.now), tx);
+        const publishedRows = outcome.published.map((id) => rowIds.get(id)).filter((id): id is number => id !== undefined);
+        for (let i = 0; i < publishedRows.length; i += CHUNK) {
+          await this.exec(sql.markPublishedByRowIds(this.dialect, this.table, publishedRows.slice(i, i + CHUNK), outcome.now), tx);
         }
         for (const m of outcome.failed) {
           const rowId = rowIds.get(m.id);
           if (rowId !== undefined) await this.exec(sql.markFailedByRowId(this.dialect, this.table, rowId, m.error, m.nextAttemptTime, outcome.now), tx);
+        }
+        // Keyed rows published: their keys move on, the next event of each due at once.
+        const published = new Set(outcome.published);
+        const keyed = keyedRows(rows.filter((r) => published.has(r.id)));
+        if (keyed.length > 0) {
+          await this.lockScopes(uniqueScopes(keyed), tx, outcome.now, false);
+          await this.moveKeysOn(keyed, tx, null, outcome.now, outcome.now);
         }
         return rows.length;
         // READ COMMITTED: row locks only. Under REPEATABLE READ the SELECT's next-key locks on the
@@ -218,13 +315,42 @@ export class SequelizeOutboxStore implements OutboxStore {
     let deleted = 0;
     for (;;) {
       const q = sql.selectTerminalFailed(this.dialect, this.table, filter, CHUNK);
-      const found = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: null })) as Array<{ id: unknown }>;
+      const found = (await this.sequelize.query(q.sql, { replacements: q.params, type: QueryTypes.SELECT, transaction: null })) as Array<Record<string, unknown>>;
       if (found.length === 0) return deleted;
-      const n = await this.exec(sql.deleteTerminalByRowIds(this.dialect, this.table, found.map((r) => Number(r.id))), null);
+      const plain = found.filter((r) => r.ordering_key === null || r.ordering_key === undefined).map((r) => Number(r.id));
+      let n = plain.length > 0 ? await this.exec(sql.deleteTerminalByRowIds(this.dialect, this.table, plain), null) : 0;
+      const keyed = found.filter((r) => r.ordering_key !== null && r.ordering_key !== undefined);
+      if (keyed.length > 0) n += await this.deleteKeyedTerminal(keyed);
       deleted += n;
       // Fewer than a batch: that was the last. None deleted: the rows changed meanwhile; stop rather than spin.
       if (found.length < CHUNK || n === 0) return deleted;
     }
+  }
+
+  /**
+   * Deletes keyed terminal failures, each moving its key on in the same transaction: the event
+   * after it becomes due at once. A deleted event is skipped: its subscribers never get it (a
+   * router with the inbox on waits `orderingGapTimeout` for it, then goes on).
+   */
+  private async deleteKeyedTerminal(found: ReadonlyArray<Record<string, unknown>>): Promise<number> {
+    const rows = found
+      .map((r) => ({ rowId: Number(r.id), pubsubName: String(r.pubsub_name), topic: String(r.topic), orderingKey: String(r.ordering_key), sequence: Number(r.key_sequence) }))
+      .sort((a, b) => compareScopes(a, b) || a.sequence - b.sequence);
+    const now = await this.currentTime();
+    return retryLockConflicts(() =>
+      inTransaction(this.sequelize, async (tx) => {
+        await this.lockScopes(uniqueScopes(rows), tx, now, false);
+        let deleted = 0;
+        const gone: typeof rows = [];
+        for (const r of rows) {
+          if ((await this.exec(sql.deleteTerminalByRowIds(this.dialect, this.table, [r.rowId]), tx)) !== 1) continue;
+          deleted += 1;
+          gone.push(r);
+        }
+        await this.moveKeysOn(gone, tx, null, now, now);
+        return deleted;
+      }),
+    );
   }
 
   private async summaries(q: sql.Query): Promise<OutboxRowSummary[]> {
@@ -356,6 +482,23 @@ function affectedRows(dialect: SqlDialect, result: unknown, meta: unknown): numb
   return Number((result as { affectedRows?: number } | undefined)?.affectedRows ?? (meta as { affectedRows?: number } | undefined)?.affectedRows ?? 0);
 }
 
+/** The keyed messages among `messages`, by scope and sequence (the order scopes are locked in). */
+function keyedRows(messages: readonly OutboxMessage[]): Array<KeyScope & { id: string; sequence: number }> {
+  const rows: Array<KeyScope & { id: string; sequence: number }> = [];
+  for (const m of messages) {
+    if (m.orderingKey == null || m.sequence == null) continue;
+    rows.push({ id: m.id, pubsubName: m.pubsubName, topic: m.topic, orderingKey: m.orderingKey, sequence: Number(m.sequence) });
+  }
+  return rows.sort((a, b) => compareScopes(a, b) || a.sequence - b.sequence);
+}
+
+/** Each scope of `rows` once, in sortScopes order, with nothing to reserve: lockScopes only locks them. */
+function uniqueScopes(rows: readonly KeyScope[]): Array<KeyScope & { count: number }> {
+  const seen = new Map<string, KeyScope & { count: number }>();
+  for (const r of rows) if (!seen.has(scopeId(r))) seen.set(scopeId(r), { pubsubName: r.pubsubName, topic: r.topic, orderingKey: r.orderingKey, count: 0 });
+  return sortScopes([...seen.values()]);
+}
+
 function num(v: unknown): number | null {
   return v === null || v === undefined ? null : Number(v);
 }
@@ -398,5 +541,7 @@ export function toRecord(r: Record<string, unknown>): OutboxRecord {
     rowVersion: Number(r.row_version),
     traceparent: (r.traceparent as string | null) ?? null,
     tracestate: (r.tracestate as string | null) ?? null,
+    orderingKey: (r.ordering_key as string | null | undefined) ?? null,
+    sequence: num(r.key_sequence),
   };
 }

@@ -43,7 +43,7 @@ export class RetryByDatabase {
    * Rows this process claimed and has not settled: 'claimed' (no outcome recorded) or 'published'
    * (published, the mark did not make it to the database). stop() settles them.
    */
-  private readonly held = new Map<string, 'claimed' | 'published'>();
+  private readonly held = new Map<string, { state: 'claimed' | 'published'; row: OutboxRecord }>();
   /** With `relayUnderRowLocks`, whether the store can (SKIP LOCKED): unknown until the first pass asks it. */
   private lockedRelay: boolean | undefined;
 
@@ -213,13 +213,13 @@ export class RetryByDatabase {
    */
   async settle(): Promise<void> {
     const { store, clock, owner } = this.ctx;
-    const published = [...this.held].filter(([, s]) => s === 'published').map(([id]) => id);
-    const claimed = [...this.held].filter(([, s]) => s === 'claimed').map(([id]) => id);
+    const published = [...this.held.values()].filter((h) => h.state === 'published').map((h) => h.row);
+    const claimed = [...this.held].filter(([, h]) => h.state === 'claimed').map(([id]) => id);
     if (published.length > 0) {
       try {
-        await store.markPublished(published, clock.now());
-        for (const id of published) this.held.delete(id);
-        this.emit('published', { ids: published, source: 'retry' });
+        await this.writePublished(published);
+        for (const r of published) this.held.delete(r.id);
+        this.emit('published', { ids: published.map((r) => r.id), source: 'retry' });
       } catch (err) {
         reportFailure(this.ctx, new ProcessorError(NAME, 'could not mark published rows (settling)', err, { count: published.length }));
       }
@@ -244,7 +244,7 @@ export class RetryByDatabase {
       throw new ProcessorError(NAME, 'could not claim due rows', err, { batchSize: limit });
     }
     for (const r of rows) {
-      this.held.set(r.id, 'claimed');
+      this.held.set(r.id, { state: 'claimed', row: r });
       // Only a row whose local lease ran out can be due; the database retry owns it now.
       localQueue.remove(r.id);
     }
@@ -277,7 +277,7 @@ export class RetryByDatabase {
       // The claim counted the attempt.
       const { outcome, failures } = await this.send(batch, (r) => r.timesSent);
       // markPublished never rejects (a failed mark is reported and settled later).
-      const mark = outcome.published.length > 0 ? this.markPublished(outcome.published.map((m) => m.id)) : Promise.resolve();
+      const mark = outcome.published.length > 0 ? this.markPublished(outcome.published as OutboxRecord[]) : Promise.resolve();
       const transient = failures.filter((f) => !isPermanent(f.error)).length;
       if (failures.length > 0) {
         // Backoff or terminal, and the retryScheduled / terminalFailure events. A failed write is
@@ -291,11 +291,22 @@ export class RetryByDatabase {
     }
   }
 
-  private async markPublished(ids: string[]): Promise<void> {
-    const { store, clock } = this.ctx;
-    for (const id of ids) this.held.set(id, 'published');
+  /**
+   * Writes the Published marks; keyed rows move their keys on, and the next event of each key goes
+   * to the dispatcher (leased to this process).
+   */
+  private async writePublished(rows: readonly OutboxRecord[]): Promise<void> {
+    const { store, clock, dispatcher } = this.ctx;
+    const keyed = rows.filter((r) => r.orderingKey != null);
+    const ids = (keyed.length === 0 ? rows : rows.filter((r) => r.orderingKey == null)).map((r) => r.id);
+    await Promise.all([ids.length > 0 ? store.markPublished(ids, clock.now()) : undefined, keyed.length > 0 ? dispatcher.publishedInOrder(keyed) : undefined]);
+  }
+
+  private async markPublished(rows: readonly OutboxRecord[]): Promise<void> {
+    const ids = rows.map((r) => r.id);
+    for (const r of rows) this.held.set(r.id, { state: 'published', row: r });
     try {
-      await store.markPublished(ids, clock.now());
+      await this.writePublished(rows);
     } catch (err) {
       // Published but not marked: the next pass and stop() try again; if the lease runs out first,
       // the rows are published once more (the subscribers' inbox drops the repeat).
@@ -308,7 +319,7 @@ export class RetryByDatabase {
 
   /** Gives back the rows of a batch that had no outcome (never handed to the publisher): their attempt is not counted. */
   private async releaseUnsettled(batch: readonly OutboxRecord[]): Promise<void> {
-    const ids = batch.filter((r) => this.held.get(r.id) === 'claimed').map((r) => r.id);
+    const ids = batch.filter((r) => this.held.get(r.id)?.state === 'claimed').map((r) => r.id);
     if (ids.length === 0) return;
     try {
       await this.ctx.store.release(ids, this.ctx.owner, this.ctx.clock.now(), { undoAttempt: true });
