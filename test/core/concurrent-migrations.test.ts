@@ -52,7 +52,7 @@ for (const kind of kinds) {
       const applied = outcomes.flatMap((m) => JSON.parse(m[2]!) as string[]).sort();
       assert.deepEqual(applied, migrations.map((m) => m.name).sort());
       const tables = (await db!.sequelize.query(TABLES_SQL[kind], { type: QueryTypes.SELECT })) as Array<{ tablename: string }>;
-      assert.deepEqual(tables.map((t) => t.tablename), ['dapr_outbox_migrations', 'integration_event_inbox', 'integration_event_log']);
+      assert.deepEqual(tables.map((t) => t.tablename), ['dapr_outbox_migrations', 'integration_event_inbox', 'integration_event_inbox_keys', 'integration_event_log', 'integration_event_log_keys']);
       const recorded = (await db!.sequelize.query('SELECT name FROM dapr_outbox_migrations ORDER BY name', { type: QueryTypes.SELECT })) as Array<{ name: string }>;
       assert.deepEqual(recorded.map((r) => r.name), migrations.map((m) => m.name));
       for (const c of children) assert.equal(await exitCode(c), 0);

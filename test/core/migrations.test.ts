@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { QueryTypes } from 'sequelize';
 import { createOutbox } from '../../src';
-import { migrations, runMigrations } from '../../src/extend';
+import { migrations, runMigrations, SequelizeOutboxStore } from '../../src/extend';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { RecordingPublisher } from '../support/recording-publisher';
 
@@ -24,6 +24,23 @@ for (const kind of testDialects()) {
       await outbox.close();
     });
 
+    it('upgrades a database of the first three steps: old rows stay unkeyed and still go out', async () => {
+      assert.deepEqual(await runMigrations(db.sequelize, undefined, migrations.slice(0, 3)), migrations.slice(0, 3).map((m) => m.name));
+      const store = new SequelizeOutboxStore(db.sequelize, 'integration_event_log');
+      await db.sequelize.query(
+        "INSERT INTO integration_event_log (event_id, event_type_name, topic, pubsub_name, content, state, times_sent, creation_time, modification_time, next_attempt_time) VALUES ('old-1', 'E', 't', 'pubsub', '{}', 0, 0, 1, 1, 1)",
+      );
+      assert.deepEqual(await runMigrations(db.sequelize), ['0004-ordering-keys']);
+      const [row] = await store.find(['old-1']);
+      assert.equal(row!.orderingKey, null);
+      assert.equal(row!.sequence, null);
+      const publisher = new RecordingPublisher();
+      const outbox = createOutbox({ sequelize: db.sequelize, publisher });
+      await outbox.runPass('retry-by-database');
+      assert.deepEqual(publisher.ids(), ['old-1']);
+      await outbox.close();
+    });
+
     it('survives concurrent runners', async () => {
       const other = db.another();
       const [a, b] = await Promise.all([runMigrations(db.sequelize), runMigrations(other)]);
@@ -35,7 +52,7 @@ for (const kind of testDialects()) {
       const outbox = createOutbox({ sequelize: db.sequelize, publisher: new RecordingPublisher(), tables: { outbox: 'my_outbox', inbox: 'my_inbox', migrations: 'my_migrations' } });
       await outbox.migrate();
       const tables = (await db.sequelize.getQueryInterface().showAllTables()).map((t) => (typeof t === 'string' ? t : (t as { tableName: string }).tableName));
-      for (const t of ['my_outbox', 'my_inbox', 'my_migrations']) assert.ok(tables.includes(t), t);
+      for (const t of ['my_outbox', 'my_inbox', 'my_migrations', 'my_outbox_keys', 'my_inbox_keys']) assert.ok(tables.includes(t), t);
       await outbox.bus.publish({ id: 'e-1', topic: 'plain' });
       await outbox.drain();
       assert.equal((await outbox.stats()).published, 1);

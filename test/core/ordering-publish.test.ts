@@ -204,8 +204,9 @@ for (const kind of testDialects()) {
       assert.deepEqual(probe.sequencesOf('d'), [2]);
     });
 
-    it("the relay carries on a key whose committer died, in order", async () => {
-      h = await makeOutbox(db.sequelize, { publisher: probe });
+    for (const relayUnderRowLocks of [false, true]) {
+    it(`the relay carries on a key whose committer died, in order${relayUnderRowLocks ? ' (relay under row locks)' : ''}`, async () => {
+      h = await makeOutbox(db.sequelize, { publisher: probe, relayUnderRowLocks });
       const { outbox, store, clock } = h;
       // Written as a committer that died before publishing anything: rows leased to it.
       const messages = range(5).map((n) => ({ id: `dead-${n}`, topic: 'steps', pubsubName: 'pubsub', eventTypeName: 'Step', content: `{"n":${n}}`, creationTime: clock.now(), orderingKey: 'k' }));
@@ -217,7 +218,9 @@ for (const kind of testDialects()) {
       await outbox.drain();
       assert.deepEqual(probe.sequencesOf('k'), [1, 2, 3, 4, 5]);
       assert.deepEqual(probe.ids(), ['dead-1', 'dead-2', 'dead-3', 'dead-4', 'dead-5']);
+      assert.equal((await outbox.stats()).published, 5);
     });
+    }
 
     it('refuses a bad ordering key before writing anything', async () => {
       h = await makeOutbox(db.sequelize, { publisher: probe });
