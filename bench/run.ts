@@ -16,6 +16,7 @@ import { scanScaling } from './fig4-scan-scaling';
 import { subscriber } from './fig5-subscriber';
 import { memory } from './fig6-memory';
 import { peerPg } from './fig7-peer-pg';
+import { ordering } from './fig8-ordering';
 import { closeAllDbs, type DbKind } from './support/db';
 import { killAllEmulators } from './support/emulator';
 import type { BenchContext, Figure, FigureResult, FigureRow } from './support/figure';
@@ -36,6 +37,7 @@ const FIGURES: Array<{ n: string; name: string; run: Figure; sqlite: 'always' | 
   { n: '5', name: 'subscriber throughput', run: subscriber, sqlite: 'never', budgetS: 65 },
   { n: '6', name: 'memory', run: memory, sqlite: 'never', budgetS: 60 },
   { n: '7', name: 'side by side with pg-transactional-outbox (PostgreSQL)', run: peerPg, sqlite: 'never', postgres: 'only', budgetS: 140 },
+  { n: '8', name: 'ordering keys: keyed over unkeyed', run: ordering, sqlite: 'never', postgres: 'too', budgetS: 60 },
 ];
 
 interface Args {
@@ -52,7 +54,7 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--no-sqlite') args.sqlite = false;
     else if (a === '--only' || a.startsWith('--only=')) {
       const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-      if (!v || !/^[1-7](,[1-7])*$/.test(v)) throw new Error(`--only must list figure numbers 1-7, like --only=1,3; got ${v ?? 'nothing'}`);
+      if (!v || !/^[1-8](,[1-8])*$/.test(v)) throw new Error(`--only must list figure numbers 1-8, like --only=1,3; got ${v ?? 'nothing'}`);
       args.only = new Set(v.split(','));
     } else throw new Error(`unknown argument ${a} (known: --quick, --only=1,3, --no-sqlite)`);
   }
