@@ -3,6 +3,10 @@
  * over and over, with the windows between COMMIT and publish and between publish and the
  * Published mark widened by a test hook. Whatever a kill interrupts, every committed registration
  * must reach the subscriber and take effect exactly once; nothing of a failed request may.
+ *
+ * The keyed variant gives the events ordering keys (a getter on the event class, as an
+ * application would write it): besides the above, each key's events must be numbered 1..n with no
+ * gap and take effect in exactly that order.
  */
 import assert from 'node:assert/strict';
 import { Agent } from 'node:http';
@@ -17,6 +21,7 @@ import {
   eventually,
   figures,
   freePort,
+  handledOrderByKey,
   kill,
   outboxRows,
   outcome,
@@ -31,15 +36,18 @@ import {
   within,
 } from './helpers';
 
-const REGISTRATIONS = 500;
-/** Requests to POST /register-and-fail, mixed in: they publish, then throw. */
-const FAILING = 50;
+/** Ordering keys of the keyed variant. */
+const KEYS = 20;
 const CLIENTS = 4;
 const MIN_KILLS = 10;
 const MAX_KILLS = 25;
 
+for (const keyed of [false, true])
 for (const kind of serverDialects()) {
-  describe(`reliability: crash (${kind}, child process, SIGKILL)`, function () {
+  const REGISTRATIONS = keyed ? 300 : 500;
+  /** Requests to POST /register-and-fail, mixed in: they publish, then throw. */
+  const FAILING = keyed ? 30 : 50;
+  describe(`reliability: crash (${kind}, child process, SIGKILL${keyed ? `, ${KEYS} ordering keys` : ''})`, function () {
     this.timeout(280_000);
     let db: TestDb | undefined;
     let emu: DaprEmulator | undefined;
@@ -54,7 +62,7 @@ for (const kind of serverDialects()) {
     });
 
     it(`${REGISTRATIONS} registrations, SIGKILL at least ${MIN_KILLS} times: each committed event delivered and handled once, none of a failed request, outbox drained`, async () => {
-      const seed = seedFor('crash');
+      const seed = seedFor(keyed ? 'crash-keyed' : 'crash');
       const rand = random(seed);
       db = await createTestDb(kind);
       // While the child is down the sidecar's deliveries fail; these policies keep trying for about
@@ -68,7 +76,7 @@ for (const kind of serverDialects()) {
       const start = async (): Promise<Child> => {
         generation += 1;
         instanceId = `crash-${generation}`;
-        return startService({ databaseUrl: db!.url, daprPort: emu!.port, port, instanceId, seed: seed + generation, publishDelayMs: 40, outbox: outboxOptions });
+        return startService({ databaseUrl: db!.url, daprPort: emu!.port, port, instanceId, seed: seed + generation, publishDelayMs: 40, outbox: outboxOptions, orderingKeys: keyed ? KEYS : 0 });
       };
       child = await start();
       await dropNoticeUniqueIndex(db.sequelize);
@@ -208,6 +216,14 @@ for (const kind of serverDialects()) {
       assert.equal(result.strayNotices, 0, 'no effect of an unknown event');
       assert.equal(result.notices, REGISTRATIONS, 'one effect per registration');
       assert.equal(inbox, REGISTRATIONS, 'one inbox entry per event');
+      if (keyed) {
+        const order = await handledOrderByKey(db.sequelize);
+        assert.equal(order.size, KEYS, 'every key had events');
+        for (const [key, sequences] of order) {
+          assert.deepEqual(sequences, Array.from({ length: sequences.length }, (_, i) => i + 1), `${key}: numbered 1..n and handled in that order`);
+        }
+        assert.equal([...order.values()].reduce((n, s) => n + s.length, 0), REGISTRATIONS);
+      }
     });
   });
 }

@@ -184,6 +184,26 @@ export async function notices(sequelize: Sequelize): Promise<Array<{ eventId: st
   return (await sequelize.query(`SELECT ${eventId} AS ${eventId}, account FROM registration_notices`, { type: QueryTypes.SELECT })) as Array<{ eventId: string; account: string }>;
 }
 
+/**
+ * For each ordering key, the sequence numbers of its events in the order their effects were
+ * committed (notice ids, which a key's deliveries write one after another).
+ */
+export async function handledOrderByKey(sequelize: Sequelize): Promise<Map<string, number[]>> {
+  const q = (n: string) => sequelize.getQueryInterface().quoteIdentifier(n);
+  const rows = (await sequelize.query(
+    `SELECT o.ordering_key AS k, o.key_sequence AS s FROM registration_notices n JOIN integration_event_log o ON o.event_id = n.${q('eventId')} ORDER BY n.id`,
+    { type: QueryTypes.SELECT },
+  )) as Array<{ k: string | null; s: number | string | null }>;
+  const byKey = new Map<string, number[]>();
+  for (const r of rows) {
+    if (r.k === null) continue;
+    const list = byKey.get(r.k) ?? [];
+    list.push(Number(r.s));
+    byKey.set(r.k, list);
+  }
+  return byKey;
+}
+
 export async function countRows(sequelize: Sequelize, sql: string, replacements: unknown[] = []): Promise<number> {
   const [row] = (await sequelize.query(sql, { type: QueryTypes.SELECT, replacements })) as Array<{ n: number | string }>;
   return Number(row?.n ?? 0);
@@ -277,6 +297,8 @@ export interface ServiceProcessOptions {
   outbox?: Record<string, unknown>;
   /** Runs the process with its Date.now shifted by this many ms (a drifted host clock). */
   clockShiftMs?: number;
+  /** Gives each registration event an ordering key, one of this many (0: unkeyed). */
+  orderingKeys?: number;
 }
 
 export const SHIFT_CLOCK = join(__dirname, 'fixtures', 'shift-clock.cjs');
@@ -295,6 +317,7 @@ export async function startService(o: ServiceProcessOptions): Promise<Child> {
       OUTBOX_OPTIONS: JSON.stringify(o.outbox ?? {}),
       APP_API_TOKEN: '',
       CLOCK_SHIFT_MS: String(o.clockShiftMs ?? 0),
+      ORDERING_KEYS: String(o.orderingKeys ?? 0),
     },
   });
   try {
