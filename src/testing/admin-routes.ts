@@ -4,7 +4,7 @@
  * idle, inject faults. They sit behind the same dapr-api-token check as the Dapr API.
  */
 import { EmulatorError, messageOf } from './errors';
-import { Faults } from './faults';
+import { Faults, ReorderOptions } from './faults';
 import { GoValue, isGoObject, parseFirstValue, toPlain } from './go-json';
 import { answers, HttpAnswer } from './http-answer';
 import { Recorder } from './records';
@@ -80,7 +80,8 @@ function readObject(body: Buffer): Record<string, unknown> {
 
 /**
  * { failNextPublishes?: n | { count, error }, failPublishesForMs?: ms, publishError?: text,
- *   slowBrokerMs?: ms, closeConnections?: true, health?: { ready?, outboundReady? }, reset?: true }
+ *   slowBrokerMs?: ms, reorderDeliveries?: { holdProbability, ... } | null, closeConnections?: true,
+ *   health?: { ready?, outboundReady? }, reset?: true }
  */
 function applyFaults(faults: Faults, input: Record<string, unknown>): void {
   if (input.reset === true) faults.reset();
@@ -93,6 +94,7 @@ function applyFaults(faults: Faults, input: Record<string, unknown>): void {
   }
   if (input.failPublishesForMs !== undefined) faults.failPublishesFor(input.failPublishesForMs as number, error);
   if (input.slowBrokerMs !== undefined) faults.slowBroker(input.slowBrokerMs as number);
+  if (input.reorderDeliveries !== undefined) faults.reorderDeliveries(input.reorderDeliveries as ReorderOptions | null);
   if (input.health !== undefined) faults.setHealth(input.health as { ready?: boolean; outboundReady?: boolean });
   if (input.closeConnections === true) faults.closeConnections();
 }

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { BulkBatcher } from './bulk-delivery';
 import type { BrokerMessage, EmulatorState } from './emulator-state';
-import { deliverSingle } from './delivery';
+import { deliverSingle, type LateDelivery } from './delivery';
 import { CompiledSubscription } from './subscriptions';
 
 /** An app (consumer group) the sidecars deliver to. */
@@ -57,16 +57,45 @@ export class Broker {
       const sub = app.subscriptions.find((s) => s.pubsubName === msg.pubsubName && s.topic === msg.topic);
       if (!sub) continue;
       if (sub.bulkSubscribe?.enabled) {
-        let batcher = this.batchers.get(sub);
-        if (!batcher) {
-          batcher = new BulkBatcher(this.core, app, sub);
-          this.batchers.set(sub, batcher);
+        const hold = this.core.faults.takeHold();
+        if (hold === undefined) this.batcher(app, sub).add(msg);
+        else {
+          // Held back (reorderDeliveries): the message joins a later batch than its neighbours.
+          this.core.inFlight.track(async () => {
+            if ((await this.core.faults.hold(hold)) && this.apps.get(app.appId) === app) this.batcher(app, sub).add(msg);
+          });
         }
-        batcher.add(msg);
       } else {
         this.core.inFlight.track(() => deliverSingle(this.core, app, sub, msg));
       }
     }
+  }
+
+  /**
+   * reorderDeliveries: a message the app acked (on its attempt `attemptsBefore`) may be delivered
+   * to it once more, later. The wait holds an in-flight token, so idle() waits for the duplicate;
+   * stop() ends the wait.
+   */
+  redeliverLate(app: AttachedApp, sub: CompiledSubscription, msg: BrokerMessage, attemptsBefore: number): void {
+    const delay = this.core.faults.takeLateRedelivery();
+    if (delay === undefined) return;
+    const late: LateDelivery = { attemptsBefore };
+    this.core.inFlight.track(async () => {
+      if (!(await this.core.faults.lateRedeliveryWait(delay))) return;
+      // An app detached (or attached again) meanwhile no longer belongs to this consumer group.
+      if (this.apps.get(app.appId) !== app) return;
+      if (sub.bulkSubscribe?.enabled) this.batcher(app, sub).add(msg, late);
+      else await deliverSingle(this.core, app, sub, msg, late);
+    });
+  }
+
+  private batcher(app: AttachedApp, sub: CompiledSubscription): BulkBatcher {
+    let batcher = this.batchers.get(sub);
+    if (!batcher) {
+      batcher = new BulkBatcher(this.core, app, sub);
+      this.batchers.set(sub, batcher);
+    }
+    return batcher;
   }
 
   /** Publishes the original bytes to the subscription's dead-letter topic (same pubsub) and records it. */

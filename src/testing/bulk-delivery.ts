@@ -7,6 +7,7 @@
  *
  * with `event` the CloudEvent object (or the base64 bytes for rawPayload). The app answers
  * per entry; RETRY entries are resent under the resiliency policy, then dead-lettered or dropped.
+ * With faults.reorderDeliveries an entry the app acked may come back in a later batch, once.
  */
 import { randomUUID } from 'node:crypto';
 import { appEndpoint } from './app-client';
@@ -18,13 +19,20 @@ import { deliveryHeaders, findRoute, readStoredEvent, recordDelivery } from './d
 import { DEFAULT_BULK_EVENT_TYPE, hasExpired } from './envelope';
 import { messageOf } from './errors';
 import { goQuote, GoValue, marshalGo } from './go-json';
+import type { LateDelivery } from './delivery';
 import { sleep } from './in-flight';
 import { readRawPayload } from './request-metadata';
 import { CompiledSubscription, DEFAULT_BULK_MAX_AWAIT_MS, DEFAULT_BULK_MAX_MESSAGES } from './subscriptions';
 
+/** A message waiting for its batch; `late` for a late duplicate (reorderDeliveries). */
+interface Pending {
+  msg: BrokerMessage;
+  late: LateDelivery | undefined;
+}
+
 /** Collects messages of one subscription into batches. Holds an in-flight token while it has any. */
 export class BulkBatcher {
-  private pending: BrokerMessage[] = [];
+  private pending: Pending[] = [];
   private timer: NodeJS.Timeout | undefined;
   private release: (() => void) | undefined;
 
@@ -34,8 +42,8 @@ export class BulkBatcher {
     private readonly sub: CompiledSubscription,
   ) {}
 
-  add(msg: BrokerMessage): void {
-    this.pending.push(msg);
+  add(msg: BrokerMessage, late?: LateDelivery): void {
+    this.pending.push({ msg, late });
     if (!this.release) this.release = this.core.inFlight.enter();
     const settings = this.sub.bulkSubscribe;
     const max = settings?.maxMessagesCount ?? DEFAULT_BULK_MAX_MESSAGES;
@@ -68,6 +76,7 @@ export class BulkBatcher {
 interface Entry {
   entryId: string;
   msg: BrokerMessage;
+  late: LateDelivery | undefined;
   /** What goes in the entry's `event`: the CloudEvent object, or the base64 string when raw. */
   event: GoValue;
   contentType: string;
@@ -75,7 +84,7 @@ interface Entry {
 }
 
 /** Delivers one batch; never throws. */
-export async function deliverBulk(core: EmulatorState, app: AttachedApp, sub: CompiledSubscription, msgs: BrokerMessage[]): Promise<void> {
+export async function deliverBulk(core: EmulatorState, app: AttachedApp, sub: CompiledSubscription, msgs: Pending[]): Promise<void> {
   try {
     await runBulk(core, app, sub, msgs);
   } catch (err) {
@@ -83,7 +92,7 @@ export async function deliverBulk(core: EmulatorState, app: AttachedApp, sub: Co
   }
 }
 
-async function runBulk(core: EmulatorState, app: AttachedApp, sub: CompiledSubscription, msgs: BrokerMessage[]): Promise<void> {
+async function runBulk(core: EmulatorState, app: AttachedApp, sub: CompiledSubscription, msgs: Pending[]): Promise<void> {
   const failed: Array<{ entry: Pick<Entry, 'msg' | 'eventId'>; reason: string }> = [];
   const giveUp = (): void => {
     for (const { entry, reason } of failed) {
@@ -91,39 +100,41 @@ async function runBulk(core: EmulatorState, app: AttachedApp, sub: CompiledSubsc
       else core.broker.drop(app, entry.msg, entry.eventId, reason);
     }
   };
-  const early = (msg: BrokerMessage, entryId: string, eventId: string | undefined, outcome: 'RETRY' | 'DROP', error: string): void =>
-    recordDelivery(core, app, msg, { route: '', eventId, attempt: 1, httpStatus: undefined, outcome, error, entryId });
+  const early = ({ msg, late }: Pending, entryId: string, eventId: string | undefined, outcome: 'RETRY' | 'DROP', error: string): void =>
+    recordDelivery(core, app, msg, { route: '', eventId, attempt: (late?.attemptsBefore ?? 0) + 1, httpStatus: undefined, outcome, error, entryId, late: late !== undefined });
 
   const raw = readRawPayload(sub.metadata);
   if (!raw.ok) {
     const error = `error deserializing pubsub metadata: ${raw.error}`;
-    for (const msg of msgs) {
-      early(msg, randomUUID(), msg.eventId, 'RETRY', error);
+    for (const pending of msgs) {
+      const { msg } = pending;
+      early(pending, randomUUID(), msg.eventId, 'RETRY', error);
       failed.push({ entry: { msg, eventId: msg.eventId }, reason: error });
     }
     return giveUp();
   }
 
   const byPath = new Map<string, Entry[]>();
-  for (const msg of msgs) {
+  for (const pending of msgs) {
+    const { msg, late } = pending;
     const entryId = randomUUID();
     let entry: Entry;
     let matchElement: unknown;
     if (raw.raw) {
-      entry = { entryId, msg, event: msg.data.toString('base64'), contentType: OCTET_STREAM_CONTENT_TYPE, eventId: undefined };
+      entry = { entryId, msg, late, event: msg.data.toString('base64'), contentType: OCTET_STREAM_CONTENT_TYPE, eventId: undefined };
       matchElement = msg.data.toString('utf8');
     } else {
       const stored = readStoredEvent(msg.data);
       if (!stored.ok) {
         const error = `error deserializing one of the messages in bulk cloud event: ${stored.error}`;
-        early(msg, entryId, msg.eventId, 'RETRY', error);
+        early(pending, entryId, msg.eventId, 'RETRY', error);
         failed.push({ entry: { msg, eventId: msg.eventId }, reason: error });
         continue;
       }
-      entry = { entryId, msg, event: stored.value, contentType: CLOUDEVENT_CONTENT_TYPE, eventId: stored.eventId };
+      entry = { entryId, msg, late, event: stored.value, contentType: CLOUDEVENT_CONTENT_TYPE, eventId: stored.eventId };
       matchElement = stored.plain;
       if (hasExpired(stored.plain, core.now())) {
-        early(msg, entryId, entry.eventId, 'DROP', 'dropping expired pub/sub event');
+        early(pending, entryId, entry.eventId, 'DROP', 'dropping expired pub/sub event');
         if (sub.deadLetterTopic) core.broker.deadLetter(app, sub, msg, entry.eventId, 'expired');
         else core.broker.drop(app, msg, entry.eventId, 'expired');
         continue;
@@ -132,12 +143,12 @@ async function runBulk(core: EmulatorState, app: AttachedApp, sub: CompiledSubsc
     const route = findRoute(sub, matchElement);
     if (!route.ok) {
       const error = `error finding matching route for event in bulk subscribe: ${route.error}`;
-      early(msg, entryId, entry.eventId, 'RETRY', error);
+      early(pending, entryId, entry.eventId, 'RETRY', error);
       failed.push({ entry, reason: error });
       continue;
     }
     if (route.path === undefined) {
-      early(msg, entryId, entry.eventId, 'DROP', 'no matching route; message acked without delivery');
+      early(pending, entryId, entry.eventId, 'DROP', 'no matching route; message acked without delivery');
       if (sub.deadLetterTopic) core.broker.deadLetter(app, sub, msg, entry.eventId, 'no matching route');
       continue;
     }
@@ -184,16 +195,20 @@ async function sendWithRetries(
     lastErrors = new Map();
     for (const entry of remaining) {
       const verdict = verdicts.get(entry.entryId)!;
+      const attempt = (entry.late?.attemptsBefore ?? 0) + i + 1;
       recordDelivery(core, app, entry.msg, {
         route: path,
         eventId: entry.eventId,
-        attempt: i + 1,
+        attempt,
         httpStatus: status,
         outcome: verdict.outcome,
         error: verdict.error,
         entryId: entry.entryId,
+        late: entry.late !== undefined,
       });
-      if (verdict.outcome === 'RETRY') {
+      if (verdict.outcome === 'SUCCESS') {
+        if (!entry.late) core.broker.redeliverLate(app, sub, entry.msg, attempt);
+      } else if (verdict.outcome === 'RETRY') {
         retry.push(entry);
         lastErrors.set(entry.entryId, verdict.error ?? 'RETRY');
       } else if (verdict.outcome === 'DROP' && status !== 404 && sub.deadLetterTopic) {

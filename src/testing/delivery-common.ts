@@ -98,6 +98,7 @@ export function recordDelivery(
     outcome: DeliveryOutcome;
     error?: string;
     entryId?: string;
+    late?: boolean;
   },
 ): void {
   core.recorder.deliveries.push({
@@ -114,6 +115,7 @@ export function recordDelivery(
     at: core.now(),
     bulk: fields.entryId !== undefined,
     ...(fields.entryId !== undefined ? { entryId: fields.entryId } : {}),
+    ...(fields.late ? { late: true as const } : {}),
   });
   core.recorder.trim();
 }

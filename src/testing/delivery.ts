@@ -4,6 +4,9 @@
  * subscriptions), drop it when expired, pick the route, POST it, read the answer, retry under
  * the resiliency policy, then dead-letter the ORIGINAL bytes or hand the message back to the
  * broker (redelivery option) and finally record it as dropped.
+ *
+ * With faults.reorderDeliveries a delivery may first be held back, and an acked message may be
+ * handed back to the broker for one late duplicate.
  */
 import { appEndpoint } from './app-client';
 import { readAnswer } from './app-response';
@@ -20,16 +23,26 @@ import { CompiledSubscription } from './subscriptions';
 
 type RoundResult = { kind: 'done' } | { kind: 'stopped' } | { kind: 'failed'; reason: string; eventId: string | undefined };
 
+/** A late duplicate of a message the app acked (reorderDeliveries): its attempts go on from the acked one. */
+export interface LateDelivery {
+  attemptsBefore: number;
+}
+
 /** Runs until the message is acked, dead-lettered or dropped. Never throws. */
-export async function deliverSingle(core: EmulatorState, app: AttachedApp, sub: CompiledSubscription, msg: BrokerMessage): Promise<void> {
+export async function deliverSingle(core: EmulatorState, app: AttachedApp, sub: CompiledSubscription, msg: BrokerMessage, late?: LateDelivery): Promise<void> {
   try {
-    let attempt = 0;
+    if (!late) {
+      // Each delivery runs on its own, so a held one is overtaken by the ones published after it.
+      const hold = core.faults.takeHold();
+      if (hold !== undefined && !(await core.faults.hold(hold))) return;
+    }
+    let attempt = late?.attemptsBefore ?? 0;
     const nextAttempt = (): number => ++attempt;
     const rounds = core.options.redelivery.retries + 1;
     let last: RoundResult = { kind: 'done' };
     for (let round = 0; round < rounds; round++) {
       if (round > 0 && !(await sleep(core.options.redelivery.intervalMs, core.stopSignal))) return;
-      last = await deliveryRound(core, app, sub, msg, nextAttempt);
+      last = await deliveryRound(core, app, sub, msg, nextAttempt, late !== undefined);
       if (last.kind !== 'failed') return;
     }
     if (last.kind === 'failed') core.broker.drop(app, msg, last.eventId, last.reason);
@@ -45,11 +58,12 @@ async function deliveryRound(
   sub: CompiledSubscription,
   msg: BrokerMessage,
   nextAttempt: () => number,
+  late: boolean,
 ): Promise<RoundResult> {
   let eventId = msg.eventId;
   /** A failure before any HTTP call: dead-letter it, or give it back to the broker. */
   const failEarly = (error: string): RoundResult => {
-    recordDelivery(core, app, msg, { route: '', eventId, attempt: nextAttempt(), httpStatus: undefined, outcome: 'RETRY', error });
+    recordDelivery(core, app, msg, { route: '', eventId, attempt: nextAttempt(), httpStatus: undefined, outcome: 'RETRY', error, late });
     if (sub.deadLetterTopic) {
       core.broker.deadLetter(app, sub, msg, eventId, error);
       return { kind: 'done' };
@@ -77,7 +91,7 @@ async function deliveryRound(
 
   if (hasExpired(event, core.now())) {
     const error = 'dropping expired pub/sub event';
-    recordDelivery(core, app, msg, { route: '', eventId, attempt: nextAttempt(), httpStatus: undefined, outcome: 'DROP', error });
+    recordDelivery(core, app, msg, { route: '', eventId, attempt: nextAttempt(), httpStatus: undefined, outcome: 'DROP', error, late });
     if (sub.deadLetterTopic) core.broker.deadLetter(app, sub, msg, eventId, 'expired');
     else core.broker.drop(app, msg, eventId, 'expired');
     return { kind: 'done' };
@@ -87,7 +101,7 @@ async function deliveryRound(
   if (!route.ok) return failEarly(`error finding matching route for event ${eventId ?? ''}: ${route.error}`);
   if (route.path === undefined) {
     const error = 'no matching route; message acked without delivery';
-    recordDelivery(core, app, msg, { route: '', eventId, attempt: nextAttempt(), httpStatus: undefined, outcome: 'DROP', error });
+    recordDelivery(core, app, msg, { route: '', eventId, attempt: nextAttempt(), httpStatus: undefined, outcome: 'DROP', error, late });
     if (sub.deadLetterTopic) core.broker.deadLetter(app, sub, msg, eventId, 'no matching route');
     return { kind: 'done' };
   }
@@ -110,8 +124,11 @@ async function deliveryRound(
       if (core.stopped) return { kind: 'stopped' };
       verdict = readAnswer(undefined, Buffer.alloc(0), messageOf(err));
     }
-    recordDelivery(core, app, msg, { route: route.path, eventId, attempt, httpStatus, outcome: verdict.outcome, error: verdict.error });
-    if (verdict.outcome === 'SUCCESS') return { kind: 'done' };
+    recordDelivery(core, app, msg, { route: route.path, eventId, attempt, httpStatus, outcome: verdict.outcome, error: verdict.error, late });
+    if (verdict.outcome === 'SUCCESS') {
+      if (!late) core.broker.redeliverLate(app, sub, msg, attempt);
+      return { kind: 'done' };
+    }
     if (verdict.outcome === 'DROP') {
       if (sub.deadLetterTopic) core.broker.deadLetter(app, sub, msg, eventId, verdict.error ?? 'DROP');
       return { kind: 'done' };

@@ -3,6 +3,7 @@
  * stop signal, the app channel and the broker. One EmulatorState per DaprEmulator; sidecars,
  * the broker and deliveries all read it.
  */
+import { setMaxListeners } from 'node:events';
 import { AppClient } from './app-client';
 import { Broker } from './broker';
 import { Faults } from './faults';
@@ -39,6 +40,8 @@ export class EmulatorState {
     readonly options: ResolvedOptions,
     closeConnections: () => void,
   ) {
+    // Every held delivery, retry interval and slowed operation waits on this signal: no listener limit.
+    setMaxListeners(0, this.stopController.signal);
     this.recorder = new Recorder(options.recordLimit);
     this.faults = new Faults({ closeConnections, stopSignal: this.stopController.signal });
     this.appClient = new AppClient(options.appTimeoutMs);

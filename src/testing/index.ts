@@ -14,7 +14,7 @@ export type { AddSidecarOptions, AttachAppOptions, SidecarInfo } from './emulato
 export { EmulatorError } from './errors';
 export type { EmulatorErrorCode } from './errors';
 export { Faults } from './faults';
-export type { HealthState, PublishFaultOptions } from './faults';
+export type { HealthState, PublishFaultOptions, ReorderOptions } from './faults';
 export type { DaprEmulatorOptions, EmulatorLogger, PubsubScopes, RetryPolicy } from './options';
 export type {
   DeadLetterRecord,

@@ -63,6 +63,11 @@ export interface DeliveryRecord {
   bulk: boolean;
   /** Bulk deliveries only. */
   entryId?: string;
+  /**
+   * True on the attempts of a late duplicate (faults.reorderDeliveries): the app had acked this
+   * message before. Their `attempt` numbers go on from the acked attempt.
+   */
+  late?: true;
 }
 
 /** A message sent to a subscription's dead-letter topic. */

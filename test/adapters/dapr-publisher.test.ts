@@ -5,11 +5,13 @@ import type { Server } from 'node:http';
 import request from 'supertest';
 import { QueryTypes } from 'sequelize';
 import { CommunicationProtocolEnum, DaprClient, LogLevel } from '@dapr/dapr';
-import { DaprPublisher, PublishError, type DaprPublisherOptions } from '../../src';
+import { DaprPublisher, OutboxConfigError, PublishError, type DaprPublisherOptions } from '../../src';
 import { type OutboxMessage } from '../../src/extend';
 import { DaprEmulator } from '../../src/testing';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { createTestService, type TestService } from '../support/app';
+import { sub, TestApp } from '../emulator/helpers';
+import { bulkEntryJson, cloudEventJson, cloudEventOf } from '../../src/adapters/dapr/publish-requests';
 
 function message(over: Partial<OutboxMessage> = {}): OutboxMessage {
   const id = over.id ?? `evt-${Math.random().toString(16).slice(2)}`;
@@ -187,6 +189,114 @@ for (const transport of transports) {
       await good.close();
       await secured.stop();
     });
+
+    describe('keyed messages (an ordering key and a sequence number)', () => {
+      let app: TestApp;
+      const bodies = (): Array<Record<string, unknown>> => app.received.map((r) => r.json as Record<string, unknown>);
+
+      beforeEach(async () => {
+        app = await TestApp.start([sub('orders', '/orders')]);
+        await emu.attachApp({ appId: 'billing', appUrl: app.url });
+      });
+      afterEach(async () => {
+        await app.close();
+      });
+
+      it('reach the subscriber with partitionkey and sequence, and the same id and data as unkeyed ones', async () => {
+        const m = message({ orderingKey: 'customer-42', sequence: 7 });
+        await publisher.publish(m);
+        await emu.idle();
+        const [record] = emu.publishes;
+        assert.equal(record?.status, 204);
+        assert.equal(record?.contentType, 'application/cloudevents+json');
+        const [body] = bodies();
+        assert.equal(body?.id, m.id);
+        assert.deepEqual(body?.data, JSON.parse(m.content));
+        assert.equal(body?.datacontenttype, 'application/json');
+        assert.equal(body?.partitionkey, 'customer-42');
+        assert.equal(body?.sequence, '7');
+        assert.equal(body?.topic, 'orders');
+        assert.equal(body?.pubsubname, 'pubsub');
+      });
+
+      it('pass the key to the broker as partitionKey metadata by default', async () => {
+        const m = message({ orderingKey: 'customer-42', sequence: 1 });
+        await publisher.publish(m);
+        assert.equal(emu.publishes[0]?.metadata.partitionKey, 'customer-42');
+        assert.equal(emu.publishes[0]?.metadata['cloudevent.id'], m.id);
+      });
+
+      it('pass the key under every orderingKeyMetadata key', async () => {
+        const sessions = transport.create({ daprPort: emu.port, orderingKeyMetadata: ['partitionKey', 'SessionId'] });
+        await sessions.publish(message({ orderingKey: 'k é/1', sequence: 3 }));
+        await sessions.close();
+        const { metadata } = emu.publishes[0]!;
+        assert.equal(metadata.partitionKey, 'k é/1');
+        assert.equal(metadata.SessionId, 'k é/1');
+      });
+
+      it('pass no key metadata with orderingKeyMetadata [], the attributes still', async () => {
+        const none = transport.create({ daprPort: emu.port, orderingKeyMetadata: [] });
+        await none.publish(message({ orderingKey: 'k', sequence: 2 }));
+        await none.close();
+        await emu.idle();
+        assert.equal(Object.prototype.hasOwnProperty.call(emu.publishes[0]!.metadata, 'partitionKey'), false);
+        assert.equal(bodies()[0]?.partitionkey, 'k');
+      });
+
+      it('keep the trace context next to the ordering attributes', async () => {
+        const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+        await publisher.publish(message({ orderingKey: 'k', sequence: 9, traceparent, tracestate: 'congo=t61rcWkgMzE' }));
+        await emu.idle();
+        const [body] = bodies();
+        assert.equal(body?.traceparent, traceparent);
+        assert.equal(body?.tracestate, 'congo=t61rcWkgMzE');
+        assert.equal(app.received[0]?.headers.traceparent, traceparent);
+        assert.equal(body?.sequence, '9');
+      });
+
+      it('carry the attributes and the key metadata when handed to publishBulk', async () => {
+        const keyed = [message({ orderingKey: 'k', sequence: 1 }), message({ orderingKey: 'k', sequence: 2 })];
+        const plain = message();
+        assert.deepEqual(await publisher.publishBulk([keyed[0]!, plain, keyed[1]!]), { failed: [] });
+        await emu.idle();
+        const byId = new Map(bodies().map((b) => [b.id, b]));
+        assert.deepEqual([keyed[0]!, keyed[1]!, plain].map((m) => [byId.get(m.id)?.partitionkey, byId.get(m.id)?.sequence]), [['k', '1'], ['k', '2'], [undefined, undefined]]);
+        assert.deepEqual(byId.get(keyed[1]!.id)?.data, JSON.parse(keyed[1]!.content));
+        const metadataOf = new Map(emu.publishes.map((p) => [p.envelope?.id, p.metadata]));
+        assert.deepEqual(metadataOf.get(keyed[0]!.id), { partitionKey: 'k' });
+        assert.deepEqual(metadataOf.get(plain.id), {});
+      });
+
+      it('fail permanently, without a request, when the sequence is not a positive integer', async () => {
+        for (const sequence of [0, -1, 1.5, Number.NaN]) {
+          await assert.rejects(publisher.publish(message({ orderingKey: 'k', sequence })), (err: unknown) => err instanceof PublishError && err.permanent && /not a positive integer/.test(err.message));
+        }
+        const bad = message({ orderingKey: 'k', sequence: 0 });
+        const good = message({ orderingKey: 'k', sequence: 1 });
+        const result = await publisher.publishBulk([bad, good]);
+        assert.deepEqual(result.failed.map((f) => f.id), [bad.id]);
+        assert.deepEqual(emu.publishes.map((p) => p.envelope?.id), [good.id]);
+      });
+
+      it('leave unkeyed messages as they were: JSON, no ordering attributes, no key metadata', async () => {
+        const messages = [message(), message({ orderingKey: null, sequence: null }), message({ orderingKey: 'k', sequence: null }), message({ orderingKey: null, sequence: 4 })];
+        for (const m of messages) await publisher.publish(m);
+        await emu.idle();
+        assert.deepEqual(
+          emu.publishes.map((p) => [p.contentType, p.metadata]),
+          messages.map((m) => ['application/json', { 'cloudevent.id': m.id }]),
+        );
+        const paths = emu.requests.filter((r) => r.path.includes('/publish/')).map((r) => r.path);
+        assert.deepEqual(paths, messages.map((m) => `/v1.0/publish/pubsub/orders?metadata.cloudevent.id=${m.id}`));
+        for (const body of bodies()) {
+          assert.equal('partitionkey' in body, false);
+          assert.equal('sequence' in body, false);
+          assert.equal(body.source, 'users');
+        }
+        assert.deepEqual(bodies().map((b) => b.id), messages.map((m) => m.id));
+      });
+    });
   });
 }
 
@@ -203,20 +313,86 @@ describe('DaprPublisher: the default transport sends what the DaprClient sends',
   const traced = (id: string): OutboxMessage =>
     message({ id, topic: 'eu/orders #1', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: "a=1,b=2 3!'()~*", content: JSON.stringify({ id, note: 'café \u2028 "q"', n: [1, 2.5, null] }) });
 
-  async function sent(publisher: DaprPublisher): Promise<{ paths: string[]; envelopes: unknown[] }> {
+  const keyed = (id: string, sequence: number): OutboxMessage => ({ ...traced(id), orderingKey: 'customer "42" é', sequence });
+
+  async function sent(publisher: DaprPublisher): Promise<{ paths: string[]; envelopes: unknown[]; metadata: unknown[]; contentTypes: unknown[] }> {
     const [requestsBefore, publishesBefore] = [emu.requests.length, emu.publishes.length];
     await publisher.publish(traced('evt-1'));
     assert.deepEqual(await publisher.publishBulk([traced('evt-2'), message({ id: 'evt-3', topic: 'eu/orders #1' })]), { failed: [] });
+    await publisher.publish(keyed('evt-4', 1));
+    assert.deepEqual(await publisher.publishBulk([keyed('evt-5', 2), traced('evt-6')]), { failed: [] });
     await publisher.close();
-    const envelopes = emu.publishes.slice(publishesBefore).map((p) => ({ ...p.envelope, time: undefined }));
-    return { paths: emu.requests.slice(requestsBefore).filter((r) => r.path.includes('/publish/')).map((r) => r.path), envelopes };
+    const publishes = emu.publishes.slice(publishesBefore);
+    return {
+      paths: emu.requests.slice(requestsBefore).filter((r) => r.path.includes('/publish/')).map((r) => r.path),
+      envelopes: publishes.map((p) => ({ ...p.envelope, time: undefined })),
+      metadata: publishes.map((p) => p.metadata),
+      contentTypes: publishes.map((p) => p.contentType),
+    };
   }
 
-  it('the same paths, queries and stored envelopes, single and bulk', async () => {
-    const own = await sent(new DaprPublisher({ daprPort: emu.port }));
-    const sdk = await sent(sdkClients.create({ daprPort: emu.port }));
-    assert.equal(own.paths.length, 2);
+  it('the same paths, queries, metadata and stored envelopes, single and bulk, keyed or not', async () => {
+    const own = await sent(new DaprPublisher({ daprPort: emu.port, orderingKeyMetadata: ['partitionKey', 'SessionId'] }));
+    const sdk = await sent(sdkClients.create({ daprPort: emu.port, orderingKeyMetadata: ['partitionKey', 'SessionId'] }));
+    assert.equal(own.paths.length, 4);
     assert.deepEqual(own, sdk);
+    const keyedEnvelope = own.envelopes[3] as Record<string, unknown>;
+    assert.deepEqual([keyedEnvelope.id, keyedEnvelope.partitionkey, keyedEnvelope.sequence], ['evt-4', 'customer "42" é', '1']);
+    assert.deepEqual((own.metadata[3] as Record<string, string>).SessionId, 'customer "42" é');
+  });
+});
+
+describe('DaprPublisher: the CloudEvent text spliced around the stored content', () => {
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const cases: Array<[string, OutboxMessage]> = [
+    ['unkeyed', message({ id: 'a"b', content: '{"x":[1,2.50,"\\u2028"]}' })],
+    ['unkeyed with trace context', message({ traceparent, tracestate: 'a=1' })],
+    ['unkeyed, a key without a sequence', message({ orderingKey: 'k', sequence: null })],
+    ['keyed', message({ orderingKey: 'k "1" é', sequence: 12 })],
+    ['keyed with trace context', message({ orderingKey: 'k', sequence: 3, traceparent })],
+  ];
+
+  for (const [name, m] of cases) {
+    it(`is JSON.stringify of cloudEventOf and of the bulk entry (${name})`, () => {
+      const data = JSON.parse(m.content) as unknown;
+      assert.deepEqual(JSON.parse(cloudEventJson(m)), cloudEventOf(m, data));
+      assert.equal(cloudEventJson(m), JSON.stringify(cloudEventOf(m, { $: 1 })).replace('{"$":1}', m.content));
+      const entry: Record<string, unknown> = { entryId: m.id, contentType: 'application/cloudevents+json', event: cloudEventOf(m, { $: 1 }) };
+      if (m.orderingKey != null && m.sequence != null) entry.metadata = { partitionKey: m.orderingKey, SessionId: m.orderingKey };
+      assert.equal(bulkEntryJson(m, ['partitionKey', 'SessionId']), JSON.stringify(entry).replace('{"$":1}', m.content));
+    });
+  }
+
+  it('keeps the unkeyed bulk entry as it was', () => {
+    const m = message({ id: 'e1', content: '{"a":1}', traceparent, tracestate: 's' });
+    const tp = JSON.stringify(traceparent);
+    assert.equal(
+      bulkEntryJson(m, ['partitionKey']),
+      `{"entryId":"e1","contentType":"application/cloudevents+json","event":{"specversion":"1.0","id":"e1","datacontenttype":"application/json","data":{"a":1},"traceid":${tp},"traceparent":${tp},"tracestate":"s"}}`,
+    );
+  });
+});
+
+describe('DaprPublisher: orderingKeyMetadata', () => {
+  it('is refused unless it is an array of metadata key names', () => {
+    const invalid: unknown[] = ['partitionKey', null, [''], ['  '], [1], ['partitionKey', undefined], { 0: 'partitionKey' }];
+    for (const value of invalid) {
+      assert.throws(
+        () => new DaprPublisher({ orderingKeyMetadata: value as string[] }),
+        (err: unknown) => err instanceof OutboxConfigError && err.option === 'orderingKeyMetadata' && /array of metadata key names/.test(err.message),
+        `accepted ${JSON.stringify(value)}`,
+      );
+    }
+  });
+
+  it('is refused when it names a key daprd reads itself', () => {
+    for (const key of ['rawPayload', 'ttlInSeconds', 'cloudevent.id', 'CloudEvent.Type']) {
+      assert.throws(() => new DaprPublisher({ orderingKeyMetadata: ['partitionKey', key] }), (err: unknown) => err instanceof OutboxConfigError && err.message.includes(JSON.stringify(key)));
+    }
+  });
+
+  it('takes key names, none, or the default', async () => {
+    for (const value of [undefined, [], ['partitionKey', 'SessionId'], ['key']]) await new DaprPublisher({ orderingKeyMetadata: value }).close();
   });
 });
 

@@ -1,7 +1,7 @@
 import type { DaprClient } from '@dapr/dapr';
 import { OutboxConfigError, PublishError } from '../../errors';
 import type { BulkPublishResult, OutboxMessage, Publisher } from '../../ports/publisher';
-import { bulkEntryJson, cloudEventOf, metadataQuery, publishMetadata, publishPath } from './publish-requests';
+import { bulkEntryJson, cloudEventJson, cloudEventOf, entryMetadata, isKeyed, keyedMetadata, metadataQuery, publishMetadata, publishPath, sequenceText, type KeyedMessage } from './publish-requests';
 import { SidecarHttp, type SidecarAnswer } from './sidecar-http';
 
 /** Options of `new DaprPublisher()`. */
@@ -21,9 +21,15 @@ export interface DaprPublisherOptions {
    * publisher's own HTTP connections. Default: none. Not stopped by `close()`.
    */
   client?: DaprClient;
+  /**
+   * Publish metadata keys set to a keyed event's ordering key, so that the broker keeps the events
+   * of one key in one partition (or session). Default `['partitionKey']` (Kafka, Event Hubs,
+   * Pulsar); with Azure Service Bus sessions, `['partitionKey', 'SessionId']`. `[]` sets none.
+   */
+  orderingKeyMetadata?: readonly string[];
 }
 
-type BulkEntry = { entryId: string; contentType: string; event: Record<string, unknown> };
+type BulkEntry = { entryId: string; contentType: string; event: Record<string, unknown>; metadata?: Record<string, string> };
 type SdkHttp = { executeWithApiVersion(v: string, url: string, params: object): Promise<unknown> };
 
 /**
@@ -35,6 +41,9 @@ type SdkHttp = { executeWithApiVersion(v: string, url: string, params: object): 
  * - The SDK resolves `{ error }` instead of throwing; that is turned into a PublishError here.
  * - Bulk publish reads `failedEntries` from the sidecar's answer itself (the SDK reports none,
  *   js-sdk#703), and pins each entry's id by sending it as a CloudEvent.
+ * - A keyed event (an ordering key and a sequence number) goes out as a CloudEvent of its own with
+ *   the `partitionkey` and `sequence` attributes (the CloudEvents Partitioning and Sequence
+ *   extensions), and its key as the publish metadata named by `orderingKeyMetadata`.
  *
  * ```ts
  * const outbox = createOutbox({ sequelize, publisher: new DaprPublisher({ pubsubName: 'pubsub' }) });
@@ -46,6 +55,7 @@ export class DaprPublisher implements Publisher {
   readonly client: DaprClient | undefined;
   private readonly timeoutMs: number;
   private readonly http: SidecarHttp | undefined;
+  private readonly keyMetadata: readonly string[];
 
   constructor(options: DaprPublisherOptions = {}) {
     const pubsubName: unknown = options.pubsubName ?? 'pubsub';
@@ -57,6 +67,7 @@ export class DaprPublisher implements Publisher {
     if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new OutboxConfigError('timeoutMs', options.timeoutMs, 'must be a number of milliseconds > 0');
     const port = String(options.daprPort ?? process.env.DAPR_HTTP_PORT ?? '3500');
     if (!/^\d{1,5}$/.test(port)) throw new OutboxConfigError('daprPort', options.daprPort ?? process.env.DAPR_HTTP_PORT, 'must be a TCP port number');
+    this.keyMetadata = checkKeyMetadata(options.orderingKeyMetadata);
     this.client = options.client;
     if (!options.client) {
       this.http = new SidecarHttp({
@@ -69,6 +80,7 @@ export class DaprPublisher implements Publisher {
 
   async publish(message: OutboxMessage): Promise<void> {
     const data = parseContent(message);
+    if (isKeyed(message)) return this.publishKeyed(message, data);
     const [pubsub, topic] = publishPath(message.pubsubName, message.topic);
     const metadata = publishMetadata(message);
     if (this.http) {
@@ -88,12 +100,15 @@ export class DaprPublisher implements Publisher {
   }
 
   async publishBulk(messages: readonly OutboxMessage[]): Promise<BulkPublishResult> {
-    // A message whose content is not JSON fails alone (permanently), before the request is built.
+    // A message whose content is not JSON (or whose sequence is not a number) fails alone
+    // (permanently), before the request is built.
     const unreadable: Array<{ id: string; error: Error }> = [];
     const readable: Array<{ m: OutboxMessage; data: unknown }> = [];
     for (const m of messages) {
       try {
-        readable.push({ m, data: parseContent(m) });
+        const data = parseContent(m);
+        if (isKeyed(m)) checkSequence(m);
+        readable.push({ m, data });
       } catch (err) {
         unreadable.push({ id: m.id, error: err as Error });
       }
@@ -103,7 +118,7 @@ export class DaprPublisher implements Publisher {
     const path = `/publish/bulk/${publishPath(first.pubsubName, first.topic).join('/')}`;
     const answer = this.http
       ? await this.bulkOverHttp(path, readable.map((r) => r.m))
-      : await this.bulkOverSdk(path, first, readable.map((r) => ({ entryId: r.m.id, contentType: 'application/cloudevents+json', event: cloudEventOf(r.m, r.data) })));
+      : await this.bulkOverSdk(path, first, readable.map((r) => this.sdkBulkEntry(r.m, r.data)));
     if (isSuccess(answer.status)) return { failed: unreadable };
     const failed = failedEntriesOf(answer, messages);
     if (failed) return { failed: unreadable.concat(failed) };
@@ -138,9 +153,35 @@ export class DaprPublisher implements Publisher {
     this.http?.close();
   }
 
+  /**
+   * A keyed event: its own CloudEvent (`application/cloudevents+json`, which daprd keeps, filling
+   * in source, type and time) with the ordering attributes, and the key as publish metadata. Over
+   * HTTP the stored content is spliced into the CloudEvent text, not serialised again.
+   */
+  private async publishKeyed(message: KeyedMessage, data: unknown): Promise<void> {
+    checkSequence(message);
+    const [pubsub, topic] = publishPath(message.pubsubName, message.topic);
+    const metadata = keyedMetadata(message, this.keyMetadata);
+    if (this.http) {
+      const answer = await this.http
+        .post(`/v1.0/publish/${pubsub}/${topic}?${metadataQuery(metadata)}`, cloudEventJson(message), this.timeoutMs, () => this.timeoutError(message), CLOUDEVENT)
+        .catch((err: unknown) => Promise.reject(toPublishError(err, message)));
+      if (!isSuccess(answer.status)) throw answerError(answer, message);
+      return;
+    }
+    const result = await this.withTimeout(this.client!.pubsub.publish(pubsub, topic, cloudEventOf(message, data), { contentType: CLOUDEVENT, metadata }), message);
+    if (result && (result as { error?: unknown }).error) throw sdkError((result as { error: unknown }).error, message);
+  }
+
+  private sdkBulkEntry(m: OutboxMessage, data: unknown): BulkEntry {
+    const entry: BulkEntry = { entryId: m.id, contentType: CLOUDEVENT, event: cloudEventOf(m, data) };
+    if (isKeyed(m)) entry.metadata = entryMetadata(m, this.keyMetadata);
+    return entry;
+  }
+
   /** The entries go out as text built around each stored content; see bulkEntryJson. */
   private bulkOverHttp(path: string, messages: OutboxMessage[]): Promise<SidecarAnswer> {
-    const body = `[${messages.map(bulkEntryJson).join(',')}]`;
+    const body = `[${messages.map((m) => bulkEntryJson(m, this.keyMetadata)).join(',')}]`;
     return this.http!
       .post(`/v1.0-alpha1${path}`, body, this.timeoutMs, () => this.timeoutError(messages[0]!))
       .catch((err: unknown) => Promise.reject(toPublishError(err, messages[0]!)));
@@ -170,6 +211,33 @@ export class DaprPublisher implements Publisher {
     });
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
+}
+
+const CLOUDEVENT = 'application/cloudevents+json';
+
+/** Metadata keys daprd reads itself: setting them to an ordering key would change how it publishes. */
+const RESERVED_METADATA = /^(rawpayload|ttlinseconds|cloudevent\..*)$/i;
+
+function checkKeyMetadata(value: unknown): readonly string[] {
+  if (value === undefined) return ['partitionKey'];
+  if (!Array.isArray(value) || value.some((k) => typeof k !== 'string' || k.trim() === '')) {
+    throw new OutboxConfigError('orderingKeyMetadata', value, "must be an array of metadata key names (non-empty strings), e.g. ['partitionKey']");
+  }
+  const reserved = (value as string[]).find((k) => RESERVED_METADATA.test(k));
+  if (reserved !== undefined) {
+    throw new OutboxConfigError('orderingKeyMetadata', value, `must not name a key daprd reads itself (rawPayload, ttlInSeconds, cloudevent.*): ${JSON.stringify(reserved)}`);
+  }
+  return Object.freeze([...new Set(value as string[])]);
+}
+
+/** A sequence the receiving side could not read fails for good: it would never be placed in order. */
+function checkSequence(m: KeyedMessage): void {
+  if (sequenceText(m) !== undefined) return;
+  throw new PublishError(`event ${m.id} has ordering key ${JSON.stringify(m.orderingKey)} but sequence ${String(m.sequence)}, not a positive integer`, {
+    topic: m.topic,
+    pubsubName: m.pubsubName,
+    permanent: true,
+  });
 }
 
 /** The content parsed: a content that is not JSON can never be published, so it fails for good. */

@@ -48,6 +48,35 @@ export function metadataQuery(metadata: Record<string, string>): string {
   return query.toString();
 }
 
+/** A keyed message: it carries its ordering key and its place in the key's order. */
+export type KeyedMessage = OutboxMessage & { readonly orderingKey: string; readonly sequence: number };
+
+/**
+ * True for a message with an ordering key and a sequence number: it goes out as a CloudEvent of
+ * our own with the `partitionkey` and `sequence` attributes. Every other message is unkeyed.
+ */
+export function isKeyed(m: OutboxMessage): m is KeyedMessage {
+  return m.orderingKey != null && m.sequence != null;
+}
+
+/**
+ * The `sequence` attribute: the CloudEvents Sequence extension is a string, and the receiving
+ * side reads it as a positive decimal integer. The number is written as it is given (a driver may
+ * hand a BIGINT over as a string), and refused when it is not such an integer: a subscriber could
+ * not place it in its key's order.
+ */
+export function sequenceText(m: KeyedMessage): string | undefined {
+  const text = String(m.sequence);
+  return /^[1-9][0-9]*$/.test(text) ? text : undefined;
+}
+
+/** Publish metadata of a keyed message: every configured key (partitionKey, SessionId, ...) set to its ordering key. */
+export function keyedMetadata(m: KeyedMessage, keyMetadata: readonly string[]): Record<string, string> {
+  const metadata = publishMetadata(m);
+  for (const key of keyMetadata) metadata[key] = m.orderingKey;
+  return metadata;
+}
+
 /** The event as a CloudEvent of our own: daprd keeps its id and fills source, type, time. */
 export function cloudEventOf(m: OutboxMessage, data: unknown): Record<string, unknown> {
   const ce: Record<string, unknown> = { specversion: '1.0', id: m.id, datacontenttype: 'application/json', data };
@@ -57,21 +86,43 @@ export function cloudEventOf(m: OutboxMessage, data: unknown): Record<string, un
     ce.traceparent = traceparent;
     ce.tracestate = m.tracestate ?? '';
   }
+  if (isKeyed(m)) {
+    ce.partitionkey = m.orderingKey;
+    ce.sequence = String(m.sequence);
+  }
   return ce;
 }
 
 /**
- * One entry of a bulk publish body as JSON text, the same as JSON.stringify of
- * `{ entryId, contentType, event: cloudEventOf(m, data) }`, with the stored content spliced in as
- * `data`. The content must have been checked to be JSON.
+ * cloudEventOf as JSON text, the same as JSON.stringify of `cloudEventOf(m, data)`, with the
+ * stored content spliced in as `data`. The content must have been checked to be JSON.
  */
-export function bulkEntryJson(m: OutboxMessage): string {
-  const id = JSON.stringify(m.id);
-  let event = `{"specversion":"1.0","id":${id},"datacontenttype":"application/json","data":${m.content}`;
+export function cloudEventJson(m: OutboxMessage): string {
+  let event = `{"specversion":"1.0","id":${JSON.stringify(m.id)},"datacontenttype":"application/json","data":${m.content}`;
   const traceparent = traceparentOf(m);
   if (traceparent) {
     const tp = JSON.stringify(traceparent);
     event += `,"traceid":${tp},"traceparent":${tp},"tracestate":${JSON.stringify(m.tracestate ?? '')}`;
   }
-  return `{"entryId":${id},"contentType":"application/cloudevents+json","event":${event}}}`;
+  if (isKeyed(m)) event += `,"partitionkey":${JSON.stringify(m.orderingKey)},"sequence":${JSON.stringify(String(m.sequence))}`;
+  return `${event}}`;
+}
+
+/**
+ * One entry of a bulk publish body as JSON text, the same as JSON.stringify of
+ * `{ entryId, contentType, event: cloudEventOf(m, data) }`, with the stored content spliced in as
+ * `data`; a keyed message's entry also has `metadata` (its ordering key under each of
+ * `keyMetadata`, as a single publish sends it). The content must have been checked to be JSON.
+ */
+export function bulkEntryJson(m: OutboxMessage, keyMetadata: readonly string[]): string {
+  const entry = `{"entryId":${JSON.stringify(m.id)},"contentType":"application/cloudevents+json","event":${cloudEventJson(m)}`;
+  if (!isKeyed(m)) return `${entry}}`;
+  return `${entry},"metadata":${JSON.stringify(entryMetadata(m, keyMetadata))}}`;
+}
+
+/** A keyed bulk entry's own metadata: its ordering key under each of `keyMetadata` (the request carries none). */
+export function entryMetadata(m: KeyedMessage, keyMetadata: readonly string[]): Record<string, string> {
+  const metadata: Record<string, string> = {};
+  for (const key of keyMetadata) metadata[key] = m.orderingKey;
+  return metadata;
 }

@@ -14,6 +14,9 @@ export interface SidecarHttpOptions {
   apiToken: string | undefined;
 }
 
+/** What a POST body is: JSON (the event itself, a bulk body) or a CloudEvent of the publisher's own. */
+export type PostContentType = 'application/json' | 'application/cloudevents+json';
+
 /** Sockets kept open to the sidecar: enough for the bus's concurrent publishes and bulk calls. */
 const MAX_SOCKETS = 64;
 
@@ -27,10 +30,12 @@ const MAX_SOCKETS = 64;
 export class SidecarHttp {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
   private readonly headers: Record<string, string>;
+  private readonly cloudEventHeaders: Record<string, string>;
 
   constructor(private readonly options: SidecarHttpOptions) {
     this.headers = { 'Content-Type': 'application/json' };
     if (options.apiToken) this.headers['dapr-api-token'] = options.apiToken;
+    this.cloudEventHeaders = { ...this.headers, 'Content-Type': 'application/cloudevents+json' };
   }
 
   /**
@@ -38,16 +43,16 @@ export class SidecarHttp {
    * `timeoutError()` when no full answer came within `timeoutMs` (the request is then aborted, so
    * its socket is not reused).
    */
-  post(path: string, body: string, timeoutMs: number, timeoutError: () => Error): Promise<SidecarAnswer> {
-    return this.send('POST', path, body, timeoutMs, timeoutError);
+  post(path: string, body: string, timeoutMs: number, timeoutError: () => Error, contentType: PostContentType = 'application/json'): Promise<SidecarAnswer> {
+    return this.send('POST', path, body, timeoutMs, timeoutError, contentType === 'application/json' ? this.headers : this.cloudEventHeaders);
   }
 
   /** A GET (the health routes), answered and timed out as `post()`. */
   get(path: string, timeoutMs: number, timeoutError: () => Error): Promise<SidecarAnswer> {
-    return this.send('GET', path, '', timeoutMs, timeoutError);
+    return this.send('GET', path, '', timeoutMs, timeoutError, this.headers);
   }
 
-  private send(method: 'GET' | 'POST', path: string, body: string, timeoutMs: number, timeoutError: () => Error): Promise<SidecarAnswer> {
+  private send(method: 'GET' | 'POST', path: string, body: string, timeoutMs: number, timeoutError: () => Error, headers: Record<string, string>): Promise<SidecarAnswer> {
     return new Promise((resolve, reject) => {
       const req = request({
         agent: this.agent,
@@ -55,7 +60,7 @@ export class SidecarHttp {
         port: this.options.port,
         method,
         path,
-        headers: method === 'POST' ? { ...this.headers, 'Content-Length': Buffer.byteLength(body) } : this.headers,
+        headers: method === 'POST' ? { ...headers, 'Content-Length': Buffer.byteLength(body) } : headers,
       });
       const timer = setTimeout(() => {
         reject(timeoutError());
