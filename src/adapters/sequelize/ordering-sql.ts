@@ -80,38 +80,58 @@ export function selectPositions(dialect: SqlDialect, table: string, scopes: read
   return {
     sql:
       `SELECT pubsub_name, topic, ordering_key, last_sequence, next_sequence FROM ${quoteIdent(dialect, table)} ` +
-      `WHERE (pubsub_name, topic, ordering_key) IN (${scopes.map(() => tuple).join(', ')})`,
+      `WHERE ${scopes.map(() => '(pubsub_name = ? AND topic = ? AND ordering_key = ?)').join(' OR ')}`,
     params,
   };
 }
 
-/** Moves a scope past `sequence`, if that is where it stands. One row changed: moved. */
-export function moveScope(dialect: SqlDialect, table: string, scope: KeyScope, sequence: number, now: number): Query {
+/**
+ * Moves scopes on by one, each past the sequence given with it (where it stands; the caller read
+ * the positions under the lock). One statement for any number of scopes, each named by its
+ * primary key.
+ */
+export function moveScopes(dialect: SqlDialect, table: string, rows: ReadonlyArray<KeyScope & { sequence: number }>, now: number): Query {
+  const params: unknown[] = [now];
+  for (const r of rows) params.push(r.pubsubName, r.topic, r.orderingKey, r.sequence);
   return {
-    sql: `UPDATE ${quoteIdent(dialect, table)} SET next_sequence = ?, modification_time = ? WHERE pubsub_name = ? AND topic = ? AND ordering_key = ? AND next_sequence = ?`,
-    params: [sequence + 1, now, scope.pubsubName, scope.topic, scope.orderingKey, sequence],
+    sql:
+      `UPDATE ${quoteIdent(dialect, table)} SET next_sequence = next_sequence + 1, modification_time = ? ` +
+      `WHERE ${rows.map(() => '(pubsub_name = ? AND topic = ? AND ordering_key = ? AND next_sequence = ?)').join(' OR ')}`,
+    params,
   };
 }
 
-const rowOf = 'ordering_key = ? AND key_sequence = ? AND topic = ? AND pubsub_name = ?';
+/** The rows at `sequence + 1` of each scope given: by the (ordering_key, key_sequence) index. */
+function nextRows(rows: ReadonlyArray<KeyScope & { sequence: number }>): { where: string; params: unknown[] } {
+  const params: unknown[] = [];
+  for (const r of rows) params.push(r.orderingKey, r.sequence + 1, r.topic, r.pubsubName);
+  return { where: `(${rows.map(() => '(ordering_key = ? AND key_sequence = ? AND topic = ? AND pubsub_name = ?)').join(' OR ')})`, params };
+}
 
 /**
- * Hands a waiting row its turn: leased to `owner` (who publishes it next, with the attempt
- * counted as the committer's is), or due at once for the relay when `owner` is null.
+ * Hands the next row of each scope its turn, if it is written and waiting: leased to `owner` (who
+ * publishes it next, with the attempt counted as the committer's is), or due at once for the
+ * relay when `owner` is null.
  */
-export function startTurn(dialect: SqlDialect, table: string, scope: KeyScope, sequence: number, owner: string | null, leaseUntil: number, now: number): Query {
+export function startTurns(dialect: SqlDialect, table: string, rows: ReadonlyArray<KeyScope & { sequence: number }>, owner: string | null, leaseUntil: number, now: number): Query {
   // Due "at once" is the time the row was written, on the same timeline as every due time (and
   // read before this UPDATE sets a new one: MySQL assigns left to right).
   const lease = owner === null ? 'next_attempt_time = modification_time' : 'lock_owner = ?, locked_until = ?, next_attempt_time = ?, times_sent = times_sent + 1';
   const leaseParams = owner === null ? [] : [owner, leaseUntil, leaseUntil];
+  const next = nextRows(rows);
   return {
     sql:
       `UPDATE ${quoteIdent(dialect, table)} SET ${lease}, row_version = row_version + 1, modification_time = ? ` +
-      `WHERE ${rowOf} AND state = ${EventState.NotPublished} AND next_attempt_time IS NULL`,
-    params: [...leaseParams, now, scope.orderingKey, sequence, scope.topic, scope.pubsubName],
+      `WHERE ${next.where} AND state = ${EventState.NotPublished} AND next_attempt_time IS NULL`,
+    params: [...leaseParams, now, ...next.params],
   };
 }
 
-export function selectKeyedRow(dialect: SqlDialect, table: string, scope: KeyScope, sequence: number): Query {
-  return { sql: `SELECT ${OUTBOX_COLUMNS} FROM ${quoteIdent(dialect, table)} WHERE ${rowOf}`, params: [scope.orderingKey, sequence, scope.topic, scope.pubsubName] };
+/** The rows startTurns just leased to `owner` until `leaseUntil`. */
+export function selectStarted(dialect: SqlDialect, table: string, rows: ReadonlyArray<KeyScope & { sequence: number }>, owner: string, leaseUntil: number): Query {
+  const next = nextRows(rows);
+  return {
+    sql: `SELECT ${OUTBOX_COLUMNS} FROM ${quoteIdent(dialect, table)} WHERE ${next.where} AND lock_owner = ? AND locked_until = ? AND state = ${EventState.NotPublished}`,
+    params: [...next.params, owner, leaseUntil],
+  };
 }

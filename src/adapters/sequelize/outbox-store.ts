@@ -17,12 +17,19 @@ import { dialectOf, supportsSkipLocked, type SqlDialect } from './dialect';
 import { inTransaction } from './transactions';
 import { prepareConnection, writeGateFor, type WriteGate } from './write-gate';
 import * as sql from './outbox-sql';
-import { compareScopes, moveScope, reserveSequences, scopeId, selectKeyedRow, selectPositions, sortScopes, startTurn, type KeyPosition, type KeyScope } from './ordering-sql';
+import { compareScopes, moveScopes, reserveSequences, scopeId, selectPositions, selectStarted, sortScopes, startTurns, type KeyPosition, type KeyScope } from './ordering-sql';
 
 /** Keeps IN (...) lists well under every dialect's parameter limit. */
 const CHUNK = 500;
-/** Scopes per statement of lockScopes: 5 parameters each. */
+/** Scopes per statement of lockScopes and moveKeysOn: at most 5 parameters each. */
 const SCOPES_PER_STATEMENT = 200;
+
+/**
+ * The transactions that move keys on hold their scopes' row locks from the start, so they need no
+ * more than READ COMMITTED; under REPEATABLE READ, MariaDB would lock every row its statements
+ * examine (on a small table it scans rather than seeks), rows other writers hold, and deadlock.
+ */
+const MOVE_ISOLATION = { isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED };
 
 /**
  * How often a claim or mark is tried when the database ends it as a lock-conflict victim. Claims
@@ -58,7 +65,9 @@ export class SequelizeOutboxStore implements OutboxStore {
       for (const q of sql.insertStatements(this.dialect, this.table, rows, owner, leaseUntil, now)) await this.exec(q, t);
     };
     if (tx) await write(tx);
-    else await inTransaction(this.sequelize, write);
+    // A transaction of its own is run again when the database ended it over a lock conflict (keyed
+    // rows take their keys' row locks); in the caller's transaction, that is the caller's call.
+    else await retryLockConflicts(() => inTransaction(this.sequelize, write));
   }
 
   /**
@@ -78,7 +87,7 @@ export class SequelizeOutboxStore implements OutboxStore {
     }
     if (groups.size === 0) return;
     const scopes = sortScopes([...groups.values()].map((g) => ({ ...g.scope, count: g.rows.length })));
-    const positions = await this.lockScopes(scopes, tx, now, true);
+    const positions = await this.lockScopes(scopes, tx, now);
     for (const [id, group] of groups) {
       const p = positions.get(id);
       if (!p) throw new Error(`the position of ordering key ${JSON.stringify(group.scope.orderingKey)} was not read back`);
@@ -92,9 +101,9 @@ export class SequelizeOutboxStore implements OutboxStore {
 
   /**
    * Locks scopes' rows in `tx` (creating them where needed) after adding `count` to each one's
-   * last sequence; with `read`, resolves with their positions afterwards.
+   * last sequence, and resolves with their positions afterwards.
    */
-  private async lockScopes(scopes: ReadonlyArray<KeyScope & { count: number }>, tx: Transaction, now: number, read: boolean): Promise<Map<string, KeyPosition>> {
+  private async lockScopes(scopes: ReadonlyArray<KeyScope & { count: number }>, tx: Transaction, now: number): Promise<Map<string, KeyPosition>> {
     const positions = new Map<string, KeyPosition>();
     const mysql = this.dialect === 'mysql' || this.dialect === 'mariadb';
     for (let i = 0; i < scopes.length; i += SCOPES_PER_STATEMENT) {
@@ -103,7 +112,6 @@ export class SequelizeOutboxStore implements OutboxStore {
       let rows: Array<Record<string, unknown>>;
       if (mysql) {
         await this.exec(q, tx);
-        if (!read) continue;
         const p = selectPositions(this.dialect, this.keysTable, chunk);
         rows = (await this.sequelize.query(p.sql, { replacements: p.params, type: QueryTypes.SELECT, transaction: tx })) as Array<Record<string, unknown>>;
       } else {
@@ -118,17 +126,53 @@ export class SequelizeOutboxStore implements OutboxStore {
   }
 
   /**
-   * Moves keys on past published (or deleted) rows, in `tx` once their scopes are locked: each
-   * scope that stood at the row's sequence now stands at the next one, and that row, if it is
-   * written and waiting, gets its turn: leased to `owner` (returned, to be published next), or due
-   * at once when `owner` is null.
+   * Moves keys on past published (or deleted) rows, in `tx`, given their scopes' positions read
+   * under the lock: each scope that stood at a row's sequence now stands at the next one, and the
+   * row there, if it is written and waiting, gets its turn: leased to `owner` (returned, to be
+   * published next), or due at once when `owner` is null. A row whose scope already moved past it
+   * (published again after another process took it over) moves nothing. A few statements for the
+   * whole batch, however many keys it holds.
    */
-  private async moveKeysOn(rows: ReadonlyArray<KeyScope & { sequence: number }>, tx: Transaction, owner: string | null, leaseUntil: number, now: number): Promise<OutboxRecord[]> {
-    const next: OutboxRecord[] = [];
+  private async moveKeysOn(
+    rows: ReadonlyArray<KeyScope & { sequence: number }>,
+    positions: Map<string, KeyPosition>,
+    tx: Transaction,
+    owner: string | null,
+    leaseUntil: number,
+    now: number,
+  ): Promise<OutboxRecord[]> {
+    // Rows come by scope and sequence: a scope can move past several rows of one batch in turn.
+    const moving: Array<KeyScope & { sequence: number }> = [];
     for (const r of rows) {
-      if ((await this.exec(moveScope(this.dialect, this.keysTable, r, r.sequence, now), tx)) !== 1) continue;
-      if ((await this.exec(startTurn(this.dialect, this.table, r, r.sequence + 1, owner, leaseUntil, now), tx)) !== 1) continue;
-      if (owner !== null) next.push(...(await this.select(selectKeyedRow(this.dialect, this.table, r, r.sequence + 1), tx)));
+      const p = positions.get(scopeId(r));
+      if (!p || p.nextSequence !== r.sequence) continue;
+      p.nextSequence += 1;
+      moving.push(r);
+    }
+    // Each scope once per statement; a scope moving past several rows takes one round per row.
+    const next: OutboxRecord[] = [];
+    let rest = moving;
+    while (rest.length > 0) {
+      const seen = new Set<string>();
+      const round: typeof rest = [];
+      const later: typeof rest = [];
+      for (const r of rest) {
+        if (seen.has(scopeId(r))) later.push(r);
+        else {
+          seen.add(scopeId(r));
+          round.push(r);
+        }
+      }
+      rest = later;
+      for (let i = 0; i < round.length; i += SCOPES_PER_STATEMENT) {
+        const chunk = round.slice(i, i + SCOPES_PER_STATEMENT);
+        await this.exec(moveScopes(this.dialect, this.keysTable, chunk, now), tx);
+        // The next row of a scope that moves again in a later round is published with this batch.
+        const turns = chunk.filter((r) => !rest.some((x) => scopeId(x) === scopeId(r)));
+        if (turns.length === 0) continue;
+        const started = await this.exec(startTurns(this.dialect, this.table, turns, owner, leaseUntil, now), tx);
+        if (owner !== null && started > 0) next.push(...(await this.select(selectStarted(this.dialect, this.table, turns, owner, leaseUntil), tx)));
+      }
     }
     return next;
   }
@@ -137,11 +181,15 @@ export class SequelizeOutboxStore implements OutboxStore {
     const rows = keyedRows(messages);
     if (rows.length === 0) return [];
     return retryLockConflicts(() =>
-      inTransaction(this.sequelize, async (tx) => {
-        await this.lockScopes(uniqueScopes(rows), tx, now, false);
-        await this.exec(sql.markPublished(this.dialect, this.table, rows.map((r) => r.id), now), tx);
-        return this.moveKeysOn(rows, tx, owner, leaseUntil, now);
-      }),
+      inTransaction(
+        this.sequelize,
+        async (tx) => {
+          const positions = await this.lockScopes(uniqueScopes(rows), tx, now);
+          await this.exec(sql.markPublished(this.dialect, this.table, rows.map((r) => r.id), now), tx);
+          return this.moveKeysOn(rows, positions, tx, owner, leaseUntil, now);
+        },
+        MOVE_ISOLATION,
+      ),
     );
   }
 
@@ -213,8 +261,8 @@ export class SequelizeOutboxStore implements OutboxStore {
         const published = new Set(outcome.published);
         const keyed = keyedRows(rows.filter((r) => published.has(r.id)));
         if (keyed.length > 0) {
-          await this.lockScopes(uniqueScopes(keyed), tx, outcome.now, false);
-          await this.moveKeysOn(keyed, tx, null, outcome.now, outcome.now);
+          const positions = await this.lockScopes(uniqueScopes(keyed), tx, outcome.now);
+          await this.moveKeysOn(keyed, positions, tx, null, outcome.now, outcome.now);
         }
         return rows.length;
         // READ COMMITTED: row locks only. Under REPEATABLE READ the SELECT's next-key locks on the
@@ -339,7 +387,7 @@ export class SequelizeOutboxStore implements OutboxStore {
     const now = await this.currentTime();
     return retryLockConflicts(() =>
       inTransaction(this.sequelize, async (tx) => {
-        await this.lockScopes(uniqueScopes(rows), tx, now, false);
+        const positions = await this.lockScopes(uniqueScopes(rows), tx, now);
         let deleted = 0;
         const gone: typeof rows = [];
         for (const r of rows) {
@@ -347,9 +395,9 @@ export class SequelizeOutboxStore implements OutboxStore {
           deleted += 1;
           gone.push(r);
         }
-        await this.moveKeysOn(gone, tx, null, now, now);
+        await this.moveKeysOn(gone, positions, tx, null, now, now);
         return deleted;
-      }),
+      }, MOVE_ISOLATION),
     );
   }
 
