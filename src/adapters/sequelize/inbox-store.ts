@@ -227,8 +227,25 @@ export class SequelizeInboxKeyStore implements InboxKeyStore {
   async lock(consumer: string, key: string, tx: unknown, now: number): Promise<KeyPosition> {
     const t = quoteIdent(this.dialect, this.table);
     const columns = '(consumer, ordering_key, last_sequence, waiting_since, modification_time) VALUES (?, ?, 0, NULL, ?)';
-    let rows: Array<{ last_sequence: unknown; waiting_since: unknown }>;
-    if (this.dialect === 'mysql' || this.dialect === 'mariadb') {
+    let rows: Array<{ last_sequence: unknown; waiting_since: unknown }> = [];
+    const read = async (lock: string) =>
+      (rows = (await this.sequelize.query(`SELECT last_sequence, waiting_since FROM ${t} WHERE consumer = ? AND ordering_key = ?${lock}`, {
+        replacements: [consumer, key],
+        transaction: tx as Transaction,
+        type: QueryTypes.SELECT,
+      })) as typeof rows);
+    if (this.dialect === 'postgres') {
+      // PostgreSQL locks the row it updates on conflict (after waiting for a concurrent insert or
+      // lock to end) and returns its latest version.
+      rows = (await this.sequelize.query(`INSERT INTO ${t} AS k ${columns} ON CONFLICT (consumer, ordering_key) DO UPDATE SET last_sequence = k.last_sequence RETURNING last_sequence, waiting_since`, {
+        replacements: [consumer, key, now],
+        transaction: tx as Transaction,
+        type: QueryTypes.SELECT,
+      })) as typeof rows;
+    } else if (this.dialect === 'sqlite') {
+      await this.sequelize.query(`INSERT OR IGNORE INTO ${t} ${columns}`, { replacements: [consumer, key, now], transaction: tx as Transaction, type: QueryTypes.INSERT });
+      await read('');
+    } else {
       // The no-op update takes the row's exclusive lock (also when it existed); the locking read
       // then sees its latest committed version whatever the transaction's snapshot.
       await this.sequelize.query(`INSERT INTO ${t} ${columns} ON DUPLICATE KEY UPDATE last_sequence = last_sequence`, {
@@ -236,20 +253,7 @@ export class SequelizeInboxKeyStore implements InboxKeyStore {
         transaction: tx as Transaction,
         type: QueryTypes.INSERT,
       });
-      rows = (await this.sequelize.query(`SELECT last_sequence, waiting_since FROM ${t} WHERE consumer = ? AND ordering_key = ? FOR UPDATE`, {
-        replacements: [consumer, key],
-        transaction: tx as Transaction,
-        type: QueryTypes.SELECT,
-      })) as typeof rows;
-    } else {
-      // PostgreSQL locks the row it updates on conflict (waiting for a concurrent insert or lock
-      // to end) and returns its latest version; on SQLite the same statement simply reads it.
-      const self = this.dialect === 'postgres' ? 'k.last_sequence' : 'last_sequence';
-      const alias = this.dialect === 'postgres' ? ' AS k' : '';
-      rows = (await this.sequelize.query(
-        `INSERT INTO ${t}${alias} ${columns} ON CONFLICT (consumer, ordering_key) DO UPDATE SET last_sequence = ${self} RETURNING last_sequence, waiting_since`,
-        { replacements: [consumer, key, now], transaction: tx as Transaction, type: QueryTypes.SELECT },
-      )) as typeof rows;
+      await read(' FOR UPDATE');
     }
     const row = rows[0];
     if (!row) throw new Error(`the ordering key row (${consumer}, ${key}) could not be read`);
