@@ -6,8 +6,10 @@ import { createOutbox, createSubscriptionRouter, DropError, type DeliveryContext
 import { silentLogger } from '../../src/core/logger';
 import { readOrdering } from '../../src/http/router/ordering';
 import type { InboxStore } from '../../src/ports/inbox-store';
+import type { TransactionPort } from '../../src/ports/transactions';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { RecordingPublisher } from '../support/recording-publisher';
+import { UserRegistered } from '../support/app';
 import { TestClock } from '../processors/helpers';
 import { appWith, bulkBody, cloudEvent, daprEnvelope, deliveryHeaders, listen, recordingLogger } from './helpers';
 
@@ -43,6 +45,7 @@ for (const kind of testDialects()) {
     let db: TestDb;
     let outbox: Outbox;
     let clock: TestClock;
+    let publisher: RecordingPublisher;
     let logger: ReturnType<typeof recordingLogger>;
     let consumerName: string;
     const closers: Array<() => Promise<void>> = [];
@@ -52,7 +55,8 @@ for (const kind of testDialects()) {
     before(async () => {
       db = await createTestDb(kind);
       clock = new TestClock();
-      outbox = createOutbox({ sequelize: db.sequelize, publisher: new RecordingPublisher(), logger: silentLogger, clock });
+      publisher = new RecordingPublisher();
+      outbox = createOutbox({ sequelize: db.sequelize, publisher, logger: silentLogger, clock });
       await outbox.migrate();
       outbox.on('orderingGap', (e) => gaps.push(e));
       outbox.on('orderingLate', (e) => lates.push(e));
@@ -175,6 +179,47 @@ for (const kind of testDialects()) {
       assert.deepEqual(await position('a'), { last: 2, waiting: null });
     });
 
+    it('runs the handler once when one event is delivered twice at the same time', async () => {
+      const runs: string[] = [];
+      let started!: () => void;
+      const firstStarted = new Promise<void>((resolve) => (started = resolve));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const app = appFor(
+        recorder(runs, async () => {
+          started();
+          await released;
+        }),
+      );
+      const server = await listen(app);
+      closers.push(server.close);
+      const send = () => request(server.url).post(route).set(deliveryHeaders()).send(keyed('a', '1')).then((r) => r.body as { status: string });
+      const first = send();
+      await firstStarted;
+      const second = send();
+      await sleep(300);
+      release();
+      assert.deepEqual(await Promise.all([first, second]), [{ status: 'SUCCESS' }, { status: 'SUCCESS' }]);
+      assert.deepEqual(runs, ['a:1']);
+    });
+
+    it('commits the events a keyed handler publishes with it, and discards those of a head that failed', async () => {
+      const account = (sequence: string) => `${consumerName}-${sequence}`;
+      let failing = true;
+      const app = appFor(async (data: { sequence: string }) => {
+        await outbox.bus.publish(new UserRegistered(account(data.sequence), '1'));
+        if (data.sequence === '1' && failing) throw new Error('after publishing');
+      });
+      assert.equal(await post(app, keyed('a', '1')), 'RETRY');
+      assert.deepEqual(await position('a'), { last: 0, waiting: clock.now() });
+      failing = false;
+      assert.equal(await post(app, keyed('a', '1')), 'SUCCESS');
+      assert.equal(await post(app, keyed('a', '2')), 'SUCCESS');
+      await outbox.drain();
+      const accounts = publisher.messages.map((m) => (JSON.parse(m.content) as { account: string }).account).filter((a) => a.startsWith(consumerName));
+      assert.deepEqual(accounts.sort(), [account('1'), account('2')]);
+    });
+
     it('holds a key whose head keeps failing (also past the gap timeout) while another key flows', async () => {
       const runs: string[] = [];
       let failing = true;
@@ -251,7 +296,7 @@ for (const kind of testDialects()) {
       assert.equal(await post(app, keyed('a', '5')), 'SUCCESS');
       assert.deepEqual(runs, ['a:1', 'a:4', 'a:5']);
       assert.deepEqual(lates, [{ consumer: consumer(), key: 'a', sequence: 3, id: `${consumerName}-a-3` }]);
-      const late = logger.entries.find((e) => e.level === 'warn' && /after its sequence was skipped/.test(e.message));
+      const late = logger.entries.find((e) => e.level === 'warn' && /after its key moved past it/.test(e.message));
       assert.equal(late?.context?.consumer, consumer());
       assert.equal(late?.context?.key, 'a');
       assert.equal(late?.context?.sequence, 3);
@@ -338,6 +383,47 @@ for (const kind of testDialects()) {
       assert.equal(await post(off, keyed('b', '01')), 'SUCCESS');
       assert.deepEqual(noInbox, ['b:2', 'b:1', 'b:1', 'b:01']);
       assert.equal(await position('b'), undefined);
+    });
+
+    it('records a failed head on its key in a transaction of its own when the transactions have no savepoints', async () => {
+      const runs: string[] = [];
+      const t = outbox.transactions;
+      // The outbox's transactions without savepoint().
+      const transactions: TransactionPort = {
+        oneWriter: t.oneWriter,
+        concurrency: t.concurrency,
+        begin: () => t.begin(),
+        commit: (tx) => t.commit(tx),
+        rollback: (tx) => t.rollback(tx),
+        run: (fn) => t.run(fn),
+        bind: (tx, fn) => t.bind(tx, fn),
+        detached: (fn) => t.detached(fn),
+        current: () => t.current(),
+        afterCommit: (tx, fn) => t.afterCommit(tx, fn),
+      };
+      let failing = true;
+      const router = createSubscriptionRouter({ outbox: { inbox: outbox.inbox, transactions, clock }, appApiToken: null, logger, consumer: consumerName, orderingGapTimeout: 0.2 });
+      router.topic(
+        'pubsub',
+        'orders',
+        recorder(runs, (data) => {
+          if (data.key === 'a' && failing) throw new Error('not yet');
+          if (data.key === 'b' && data.sequence === '2') return 'DROP';
+        }),
+      );
+      const app = appWith(router);
+      assert.equal(await post(app, keyed('a', '2')), 'RETRY');
+      clock.advance(0.3);
+      // The gap timed out: 2 becomes the head, fails, and keeps the skip with a new wait.
+      assert.equal(await post(app, keyed('a', '2')), 'RETRY');
+      assert.deepEqual(await position('a'), { last: 1, waiting: clock.now() });
+      failing = false;
+      assert.equal(await post(app, keyed('a', '2')), 'SUCCESS');
+      assert.equal(await post(app, keyed('b', '1')), 'SUCCESS');
+      assert.equal(await post(app, keyed('b', '2')), 'DROP');
+      assert.deepEqual(await position('b'), { last: 2, waiting: null });
+      assert.equal(await post(app, keyed('b', '3')), 'SUCCESS');
+      assert.deepEqual(runs, ['a:2', 'a:2', 'b:1', 'b:2', 'b:3']);
     });
 
     it('handles keyed deliveries in arrival order, with one warning, when the inbox store keeps no key positions', async () => {

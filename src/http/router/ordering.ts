@@ -38,6 +38,7 @@
  * An inbox store without key positions (`InboxStore.keys`) handles keyed deliveries like the
  * others, in any order, and the log says so once.
  */
+import type { OutboxEventMap } from '../../core/events';
 import { errorMessage, type Logger } from '../../core/logger';
 import { countDuplicate } from '../../core/telemetry/spans';
 import type { InboxKeyStore, KeyPosition } from '../../ports/inbox-store';
@@ -132,7 +133,7 @@ export class OrderedDeliveries {
             }
             skipped = true;
             this.logger.warn(`ordering key gave up waiting for sequence${s - 1 > last + 1 ? `s ${last + 1} to ${s - 1}` : ` ${last + 1}`}: skipped`, about(d, { consumer, key, from: last + 1, to: s - 1 }));
-            this.events?.emit('orderingGap', { consumer, key, from: last + 1, to: s - 1 });
+            this.report('orderingGap', { consumer, key, from: last + 1, to: s - 1 });
           }
           return this.head(d, keys, key, s, verdict, tx);
         }),
@@ -162,8 +163,8 @@ export class OrderedDeliveries {
       this.logger.debug('duplicate delivery answered SUCCESS without running the handler', about(d, { consumer, key, sequence: s }));
       return SUCCESS;
     }
-    this.logger.warn(`keyed event arrived after its sequence was skipped; answering DROP`, about(d, { consumer, key, sequence: s }));
-    this.events?.emit('orderingLate', { consumer, key, sequence: s, id: d.ctx.id });
+    this.logger.warn('keyed event arrived after its key moved past it (its sequence was skipped, or dropped); answering DROP', about(d, { consumer, key, sequence: s }));
+    this.report('orderingLate', { consumer, key, sequence: s, id: d.ctx.id });
     return DROP;
   }
 
@@ -196,6 +197,15 @@ export class OrderedDeliveries {
     const status = answerFor(outcome, d, this.logger);
     await keys.set(consumer, key, afterFailure(status, s, { lastSequence: s - 1, waitingSince: null }, true, now()), tx, now());
     return status;
+  }
+
+  /** Emits an ordering event; a listener that throws is logged, and never fails the delivery. */
+  private report<K extends 'orderingGap' | 'orderingLate'>(name: K, ...args: OutboxEventMap[K]): void {
+    try {
+      this.events?.emit(name, ...args);
+    } catch (err) {
+      this.logger.warn(`an '${name}' listener failed: ${errorMessage(err)}`);
+    }
   }
 
   /** The handler, in the delivery's transaction. */
