@@ -67,6 +67,10 @@ interface RouteTarget {
  * with ITS limit (100 kB by default) and answers 413 above it (daprd retries), so mount the
  * router first, or raise that limit, when you use bulk subscribe.
  *
+ * With the inbox on, an event that carries an ordering key (CloudEvent `partitionkey` and
+ * `sequence`) is handled in its key's order, once: an event ahead of its turn is answered RETRY
+ * until the missing ones came or `orderingGapTimeout` ran out (see ordering.ts).
+ *
  * With `outbox.middleware()` mounted before the router, the request's unit of work is completed
  * before the delivery runs (see commit-request-unit-of-work.ts); deliveries run in the router's
  * own delivery transactions (see delivery-groups.ts), never in the request's.
