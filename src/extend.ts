@@ -12,7 +12,7 @@
  */
 export type { Publisher, OutboxMessage, BulkPublishResult } from './ports/publisher';
 export { EventState, type OutboxStore, type OutboxRecord, type OutboxStats, type OutboxOverview, type RepublishFilter, type ReleaseOptions, type LockedBatchOutcome, type FailedMark, type StoreTransaction } from './ports/outbox-store';
-export type { InboxKey, InboxStore } from './ports/inbox-store';
+export type { InboxKey, InboxKeyStore, InboxStore, KeyPosition } from './ports/inbox-store';
 export type { EventPageQuery, EventPage, OutboxRowSummary } from './ports/outbox-store';
 export type { InboxEntry, InboxPage, InboxPageQuery } from './ports/inbox-store';
 export type { TransactionPort } from './ports/transactions';
@@ -33,5 +33,5 @@ export type { CloudEvent, TopicRule, TopicValidator, DaprSubscription } from './
 export type { DaprStatus, BulkEntryStatus } from './http/router/statuses';
 export { migrations, runMigrations, resolveTableNames, DEFAULT_TABLE_NAMES, type Migration, type TableNames } from './adapters/sequelize/migrations';
 export { SequelizeOutboxStore } from './adapters/sequelize/outbox-store';
-export { SequelizeInboxStore } from './adapters/sequelize/inbox-store';
+export { SequelizeInboxKeyStore, SequelizeInboxStore } from './adapters/sequelize/inbox-store';
 export { SequelizeTransactions } from './adapters/sequelize/transactions';

@@ -116,7 +116,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
   }
   return new Outbox(options, {
     outbox: new SequelizeOutboxStore(sequelize, tables.outbox, tables.outboxKeys),
-    inbox: new SequelizeInboxStore(sequelize, tables.inbox),
+    inbox: new SequelizeInboxStore(sequelize, tables.inbox, tables.inboxKeys),
     tables,
   });
 }

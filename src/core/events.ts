@@ -19,6 +19,13 @@ export interface OutboxEventMap {
    * `end()` (a second `res.json()`). Each is a bug in a handler.
    */
   afterAnswer: [{ method: string; url: string; what: 'error' | 'write' | 'end' }];
+  /**
+   * The subscription router skipped the missing sequences `from`..`to` of an ordering key: they
+   * did not arrive within the topic's `orderingGapTimeout`.
+   */
+  orderingGap: [{ consumer: string; key: string; from: number; to: number }];
+  /** A keyed event arrived after its sequence was skipped: answered DROP without running its handler. */
+  orderingLate: [{ consumer: string; key: string; sequence: number; id: string }];
   /** A background pass failed; it goes on at its next run. */
   error: [Error & { processor?: string }];
 }

@@ -35,6 +35,36 @@ export interface InboxStore {
   size?(): Promise<number>;
   /** One page of handled entries, by consumer then event id (keyset paging). */
   page?(query: InboxPageQuery): Promise<InboxPage>;
+  /**
+   * Each consumer's position in each ordering key. Optional: without it the router handles keyed
+   * deliveries like unkeyed ones (in any order), and says so once in the log.
+   */
+  readonly keys?: InboxKeyStore;
+}
+
+/** A consumer's position in one ordering key. */
+export interface KeyPosition {
+  /** The last sequence handled or skipped; 0 before the first. */
+  lastSequence: number;
+  /** Since when (epoch ms) the key waits for `lastSequence + 1`, or null when it does not. */
+  waitingSince: number | null;
+}
+
+/**
+ * The receive side of ordering keys: one row per (consumer, ordering key), locked by the
+ * transaction that handles the key's next event, so that the deliveries of one key take turns.
+ */
+export interface InboxKeyStore {
+  /**
+   * Creates the (consumer, key) row when it is missing (at position 0), locks it until `tx` ends
+   * (a second transaction asking for it waits for the first one's COMMIT or ROLLBACK) and
+   * resolves its position.
+   */
+  lock(consumer: string, key: string, tx: StoreTransaction, now: number): Promise<KeyPosition>;
+  /** Sets the position of a row `tx` has locked. */
+  set(consumer: string, key: string, position: KeyPosition, tx: StoreTransaction, now: number): Promise<void>;
+  /** Whether the inbox holds (consumer, eventId), read in `tx`. */
+  handled(consumer: string, eventId: string, tx: StoreTransaction): Promise<boolean>;
 }
 
 /** An inbox entry: `consumer` handled `eventId` at `handledTime` (epoch ms). */

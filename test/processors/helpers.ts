@@ -93,7 +93,7 @@ export async function makeOutbox(sequelize: Sequelize, options: Partial<OutboxOp
   const store = new SequelizeOutboxStore(sequelize, tables.outbox, tables.outboxKeys);
   const outbox = new Outbox(
     { sequelize, publisher, clock, logger, random: () => 0.5, ...options },
-    { outbox: store, inbox: new SequelizeInboxStore(sequelize, tables.inbox), tables },
+    { outbox: store, inbox: new SequelizeInboxStore(sequelize, tables.inbox, tables.inboxKeys), tables },
   );
   await outbox.migrate();
   const errors: Error[] = [];

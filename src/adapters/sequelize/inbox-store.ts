@@ -1,5 +1,5 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
-import type { InboxKey, InboxPage, InboxPageQuery, InboxStore } from '../../ports/inbox-store';
+import type { InboxKey, InboxKeyStore, InboxPage, InboxPageQuery, InboxStore, KeyPosition } from '../../ports/inbox-store';
 import { dialectOf, quoteIdent, type SqlDialect } from './dialect';
 import { prepareConnection, writeGateFor } from './write-gate';
 
@@ -13,13 +13,18 @@ const KEYS_PER_INSERT = 500;
  */
 export class SequelizeInboxStore implements InboxStore {
   readonly dialect: SqlDialect;
+  /** The ordering keys' positions, in `keysTable`. */
+  readonly keys: SequelizeInboxKeyStore;
   private returning: Promise<boolean> | undefined;
 
   constructor(
     readonly sequelize: Sequelize,
     readonly table: string,
+    /** The ordering keys' table. Default: the inbox's name + '_keys', as the migrations name it. */
+    readonly keysTable: string = `${table}_keys`,
   ) {
     this.dialect = dialectOf(sequelize);
+    this.keys = new SequelizeInboxKeyStore(sequelize, keysTable, table);
   }
 
   async record(consumer: string, eventId: string, tx: unknown, now: number): Promise<boolean> {
@@ -200,4 +205,75 @@ export function selectHandledBefore(dialect: SqlDialect, table: string, before: 
     sql: `SELECT consumer, event_id FROM ${quoteIdent(dialect, table)} WHERE handled_time < ? ORDER BY handled_time LIMIT ${Math.trunc(limit)}`,
     params: [before],
   };
+}
+
+/**
+ * The receive side's ordering keys on Sequelize. lock() is one statement that creates the row or
+ * takes it with an exclusive lock, never a read lock first: two transactions that read-locked the
+ * same row and then both asked to write it would deadlock (MySQL's INSERT IGNORE on an existing
+ * key takes a shared lock, for one). SQLite needs no row lock: its writers take turns anyway.
+ */
+export class SequelizeInboxKeyStore implements InboxKeyStore {
+  readonly dialect: SqlDialect;
+
+  constructor(
+    readonly sequelize: Sequelize,
+    readonly table: string,
+    readonly inboxTable: string,
+  ) {
+    this.dialect = dialectOf(sequelize);
+  }
+
+  async lock(consumer: string, key: string, tx: unknown, now: number): Promise<KeyPosition> {
+    const t = quoteIdent(this.dialect, this.table);
+    const columns = '(consumer, ordering_key, last_sequence, waiting_since, modification_time) VALUES (?, ?, 0, NULL, ?)';
+    let rows: Array<{ last_sequence: unknown; waiting_since: unknown }> = [];
+    const read = async (lock: string) =>
+      (rows = (await this.sequelize.query(`SELECT last_sequence, waiting_since FROM ${t} WHERE consumer = ? AND ordering_key = ?${lock}`, {
+        replacements: [consumer, key],
+        transaction: tx as Transaction,
+        type: QueryTypes.SELECT,
+      })) as typeof rows);
+    if (this.dialect === 'postgres') {
+      // PostgreSQL locks the row it updates on conflict (after waiting for a concurrent insert or
+      // lock to end) and returns its latest version.
+      rows = (await this.sequelize.query(`INSERT INTO ${t} AS k ${columns} ON CONFLICT (consumer, ordering_key) DO UPDATE SET last_sequence = k.last_sequence RETURNING last_sequence, waiting_since`, {
+        replacements: [consumer, key, now],
+        transaction: tx as Transaction,
+        type: QueryTypes.SELECT,
+      })) as typeof rows;
+    } else if (this.dialect === 'sqlite') {
+      await this.sequelize.query(`INSERT OR IGNORE INTO ${t} ${columns}`, { replacements: [consumer, key, now], transaction: tx as Transaction, type: QueryTypes.INSERT });
+      await read('');
+    } else {
+      // The no-op update takes the row's exclusive lock (also when it existed); the locking read
+      // then sees its latest committed version whatever the transaction's snapshot.
+      await this.sequelize.query(`INSERT INTO ${t} ${columns} ON DUPLICATE KEY UPDATE last_sequence = last_sequence`, {
+        replacements: [consumer, key, now],
+        transaction: tx as Transaction,
+        type: QueryTypes.INSERT,
+      });
+      await read(' FOR UPDATE');
+    }
+    const row = rows[0];
+    if (!row) throw new Error(`the ordering key row (${consumer}, ${key}) could not be read`);
+    return { lastSequence: Number(row.last_sequence), waitingSince: row.waiting_since === null || row.waiting_since === undefined ? null : Number(row.waiting_since) };
+  }
+
+  async set(consumer: string, key: string, position: KeyPosition, tx: unknown, now: number): Promise<void> {
+    await this.sequelize.query(`UPDATE ${quoteIdent(this.dialect, this.table)} SET last_sequence = ?, waiting_since = ?, modification_time = ? WHERE consumer = ? AND ordering_key = ?`, {
+      replacements: [position.lastSequence, position.waitingSince, now, consumer, key],
+      transaction: tx as Transaction,
+      type: QueryTypes.UPDATE,
+    });
+  }
+
+  async handled(consumer: string, eventId: string, tx: unknown): Promise<boolean> {
+    const rows = await this.sequelize.query(`SELECT 1 AS found FROM ${quoteIdent(this.dialect, this.inboxTable)} WHERE consumer = ? AND event_id = ?`, {
+      replacements: [consumer, eventId],
+      transaction: tx as Transaction,
+      type: QueryTypes.SELECT,
+    });
+    return rows.length > 0;
+  }
 }

@@ -77,6 +77,13 @@ export async function invokeHandler(d: Delivery): Promise<HandlerOutcome> {
  * ends it here (DROP for data that can never succeed, RETRY when the hook asks for it).
  */
 export async function prepareDelivery(input: DeliveryInput, inboxOn: boolean, logger: Logger): Promise<Delivery | DaprStatus> {
+  const d = buildDelivery(input, inboxOn);
+  const verdict = await validateDelivery(d, logger);
+  return verdict ?? d;
+}
+
+/** The delivery with its handler's context, before validation. */
+export function buildDelivery(input: DeliveryInput, inboxOn: boolean): Delivery {
   const { topic, read } = input;
   const ctx: DeliveryContext = {
     event: read.event,
@@ -90,12 +97,19 @@ export async function prepareDelivery(input: DeliveryInput, inboxOn: boolean, lo
   };
   if (input.rawBody !== undefined) ctx.rawBody = input.rawBody;
   if (input.bulk !== undefined) ctx.bulk = input.bulk;
-  const d: Delivery = { topic, handler: input.handler, data: read.data, ctx };
-  if (topic.validate === undefined) return d;
-  const v = await runValidator(topic.validate, d.data, ctx);
+  return { topic, handler: input.handler, data: read.data, ctx };
+}
+
+/**
+ * Runs the topic's validation hook on `d` (replacing its data by what the hook returned):
+ * undefined when the delivery goes on, else the status that ends it.
+ */
+export async function validateDelivery(d: Delivery, logger: Logger): Promise<DaprStatus | undefined> {
+  if (d.topic.validate === undefined) return undefined;
+  const v = await runValidator(d.topic.validate, d.data, d.ctx);
   if (v.ok) {
     d.data = v.data;
-    return d;
+    return undefined;
   }
   if (v.retry) {
     logger.info(`the validation hook asked for a retry: ${v.reason}`, about(d));

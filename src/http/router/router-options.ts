@@ -4,13 +4,14 @@
  */
 import { OutboxConfigError } from '../../errors';
 import { consoleLogger, type Logger } from '../../core/logger';
+import type { OutboxEventMap } from '../../core/events';
 import type { InboxStore } from '../../ports/inbox-store';
 import type { TransactionPort } from '../../ports/transactions';
 import { resolveAppApiToken } from './api-token';
 import type { InboxBinding } from './delivery';
 import type { GroupLimits } from './delivery-groups';
 import { DEFAULT_ROUTE_PREFIX, normalizeRoute } from './route-paths';
-import { INBOX_KEY_MAX } from './topic-registration';
+import { gapTimeoutMs, INBOX_KEY_MAX } from './topic-registration';
 
 /** The parts of an Outbox the router uses: its ports, logger and clock. */
 export interface RouterOutbox {
@@ -18,6 +19,8 @@ export interface RouterOutbox {
   readonly transactions: TransactionPort;
   readonly logger?: Logger;
   readonly clock?: { now(): number };
+  /** The outbox's events: the router reports `orderingGap` and `orderingLate` there. */
+  emit?<K extends 'orderingGap' | 'orderingLate'>(name: K, ...args: OutboxEventMap[K]): boolean;
 }
 
 /** What the inbox needs when it is given as a database instead of an outbox. */
@@ -82,6 +85,12 @@ export interface SubscriptionRouterOptions {
      */
     maxTransactions?: number;
   };
+  /**
+   * With the inbox, for keyed deliveries (see ordering.ts): how long, in seconds, an ordering key
+   * waits for a missing event before it skips it and goes on. Default 600. A topic's own
+   * `orderingGapTimeout` replaces it.
+   */
+  orderingGapTimeout?: number;
 }
 
 export const ROUTER_DEFAULTS = Object.freeze({
@@ -89,6 +98,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxBodyBytes: 4 * 1024 * 1024,
   maxBulkBodyBytes: 64 * 1024 * 1024,
   routePrefix: DEFAULT_ROUTE_PREFIX,
+  orderingGapTimeout: 600,
 });
 
 export interface ResolvedRouterOptions {
@@ -102,6 +112,10 @@ export interface ResolvedRouterOptions {
   maxBulkBodyBytes: number;
   routePrefix: string;
   groupCommit: GroupLimits;
+  /** How long a key waits for a missing sequence, milliseconds (a topic may have its own). */
+  orderingGapTimeoutMs: number;
+  /** Where `orderingGap` and `orderingLate` are emitted (the outbox), if anywhere. */
+  events: Pick<Required<RouterOutbox>, 'emit'> | undefined;
 }
 
 export function resolveRouterOptions(options: SubscriptionRouterOptions = {}, inboxFor?: InboxFactory): ResolvedRouterOptions {
@@ -156,9 +170,13 @@ export function resolveRouterOptions(options: SubscriptionRouterOptions = {}, in
     maxOpen: countOf('groupCommit.maxTransactions', group.maxTransactions ?? (inbox?.transactions.oneWriter ? defaults.maxTransactionsOneWriter : (inbox?.transactions.concurrency ?? defaults.maxTransactions)), group.maxTransactions),
   };
 
+  const orderingGapTimeoutMs = gapTimeoutMs('orderingGapTimeout', options.orderingGapTimeout ?? ROUTER_DEFAULTS.orderingGapTimeout, options.orderingGapTimeout);
+
   return {
     inbox,
     groupCommit,
+    orderingGapTimeoutMs,
+    events: outbox && typeof outbox.emit === 'function' ? (outbox as Pick<Required<RouterOutbox>, 'emit'>) : undefined,
     transactions: outbox?.transactions ?? inbox?.transactions,
     appApiToken: resolveAppApiToken(options.appApiToken),
     consumer: options.consumer,

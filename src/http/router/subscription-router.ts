@@ -10,8 +10,9 @@ import { errorMessage } from '../../core/logger';
 import { tokenChecker } from './api-token';
 import { readBulk } from './bulk';
 import { isBinaryMode, isBulkEnvelope, jsonBody, readSingleDelivery, readStructured, type Parsed, type ReadEvent } from './cloudevent';
-import { answerFor, invokeHandler, prepareDelivery, type Delivery, type DeliveryInput } from './delivery';
+import { about, answerFor, buildDelivery, invokeHandler, prepareDelivery, validateDelivery, type Delivery, type DeliveryInput } from './delivery';
 import { DeliveryGroups } from './delivery-groups';
+import { OrderedDeliveries } from './ordering';
 import { readRequestBody } from './request-body';
 import { commitRequestUnitOfWork } from './commit-request-unit-of-work';
 import { canonicalPath, SUBSCRIBE_PATH } from './route-paths';
@@ -29,6 +30,12 @@ export interface SubscriptionRouter extends Router {
   topic<T = any>(pubsubName: string, topic: string, handler: TopicHandler<T>, options?: TopicOptions): SubscriptionRouter;
   /** The `/dapr/subscribe` items, as served at the root. */
   subscriptions(): DaprSubscription[];
+}
+
+/** How deliveries run with the inbox on: grouped (delivery-groups.ts), or one by one in their key's order (ordering.ts). */
+interface Runners {
+  groups: DeliveryGroups | undefined;
+  ordered: OrderedDeliveries | undefined;
 }
 
 /** Where a route leads: the topic, and the handler of its route or rule. */
@@ -60,6 +67,10 @@ interface RouteTarget {
  * with ITS limit (100 kB by default) and answers 413 above it (daprd retries), so mount the
  * router first, or raise that limit, when you use bulk subscribe.
  *
+ * With the inbox on, an event that carries an ordering key (CloudEvent `partitionkey` and
+ * `sequence`) is handled in its key's order, once: an event ahead of its turn is answered RETRY
+ * until the missing ones came or `orderingGapTimeout` ran out (see ordering.ts).
+ *
  * With `outbox.middleware()` mounted before the router, the request's unit of work is completed
  * before the delivery runs (see commit-request-unit-of-work.ts); deliveries run in the router's
  * own delivery transactions (see delivery-groups.ts), never in the request's.
@@ -68,6 +79,8 @@ export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inbo
   const opts = resolveRouterOptions(options, inboxFor);
   const checkToken = opts.appApiToken === undefined ? undefined : tokenChecker(opts.appApiToken);
   const groups = opts.inbox && new DeliveryGroups(opts.inbox, opts.logger, opts.groupCommit);
+  const ordered = opts.inbox && new OrderedDeliveries(opts.inbox, opts.logger, opts.events);
+  const runners: Runners = { groups, ordered };
   const topics: RegisteredTopic[] = [];
   const routes = new Map<string, RouteTarget>();
   const prefix = `${canonicalPath(opts.routePrefix)}/`;
@@ -88,7 +101,7 @@ export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inbo
     }
     if (!target) return answerNotFound(res, `no subscription at ${req.path}`);
     if (req.method !== 'POST') return answerMethodNotAllowed(res, 'POST');
-    handleDelivery(req, res, target, opts, groups).catch((err: unknown) => {
+    handleDelivery(req, res, target, opts, runners).catch((err: unknown) => {
       // Only a bug gets here; 500 makes daprd retry rather than lose the message.
       opts.logger.error(`subscription router failed: ${errorMessage(err)}`, { route: target.path });
       sendJson(res, 500, { error: 'INTERNAL', message: 'the subscription router failed' });
@@ -96,7 +109,7 @@ export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inbo
   });
 
   router.topic = function topic<T>(pubsubName: string, name: string, handler: TopicHandler<T>, topicOptions?: TopicOptions): SubscriptionRouter {
-    const t = registerTopic(pubsubName, name, handler as TopicHandler, topicOptions, { routePrefix: opts.routePrefix, consumer: opts.consumer });
+    const t = registerTopic(pubsubName, name, handler as TopicHandler, topicOptions, { routePrefix: opts.routePrefix, consumer: opts.consumer, orderingGapTimeoutMs: opts.orderingGapTimeoutMs });
     if (topics.some((x) => x.pubsubName === t.pubsubName && x.topic === t.topic)) {
       throw new OutboxConfigError('topic', `${t.pubsubName}/${t.topic}`, 'must be subscribed once per pubsub (daprd keeps one subscription per topic)');
     }
@@ -121,7 +134,7 @@ export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inbo
   return router;
 }
 
-async function handleDelivery(req: IncomingMessage, res: ServerResponse, target: RouteTarget, opts: ResolvedRouterOptions, groups: DeliveryGroups | undefined): Promise<void> {
+async function handleDelivery(req: IncomingMessage, res: ServerResponse, target: RouteTarget, opts: ResolvedRouterOptions, runners: Runners): Promise<void> {
   const { topic } = target;
   const bulkRoute = topic.bulk !== undefined;
   /**
@@ -151,7 +164,7 @@ async function handleDelivery(req: IncomingMessage, res: ServerResponse, target:
     const json = jsonBody(req.headers, source);
     if (!json.ok) return malformed(json.reason, bulkRoute);
     if (isBulkEnvelope(json.value)) {
-      const statuses = await isolation.run(() => handleBulk(req, json.value, target, opts, groups));
+      const statuses = await isolation.run(() => handleBulk(req, json.value, target, opts, runners));
       if (statuses === undefined) return malformed("a bulk delivery must have an 'entries' array", true);
       return answerBulk(res, statuses);
     }
@@ -159,24 +172,43 @@ async function handleDelivery(req: IncomingMessage, res: ServerResponse, target:
   }
   if (!read.ok) return malformed(read.reason, false);
   const event = read.value;
-  const status = await isolation.run(() => deliver({ topic, handler: target.handler, route: target.path, read: event, headers: req.headers, rawBody }, opts, groups));
+  const status = await isolation.run(() => deliver({ topic, handler: target.handler, route: target.path, read: event, headers: req.headers, rawBody }, opts, runners));
   answerStatus(res, status);
 }
 
-/** One delivery: with the inbox, in the next delivery transaction (delivery-groups.ts); without, the handler alone. */
-async function deliver(input: DeliveryInput, opts: ResolvedRouterOptions, groups: DeliveryGroups | undefined): Promise<DaprStatus> {
-  const d = await prepareDelivery(input, groups !== undefined, opts.logger);
-  if (typeof d === 'string') return d;
+/**
+ * One delivery: with the inbox, a keyed one in its key's order (ordering.ts), any other in the
+ * next delivery transaction (delivery-groups.ts); without the inbox, the handler alone.
+ */
+async function deliver(input: DeliveryInput, opts: ResolvedRouterOptions, runners: Runners): Promise<DaprStatus> {
+  const { groups, ordered } = runners;
+  const d = buildDelivery(input, groups !== undefined);
+  if (ordered) {
+    const ordering = ordered.classify(d);
+    if (ordering.kind === 'malformed') return dropMalformedOrdering(d, ordering.reason, opts);
+    if (ordering.kind === 'ordered') return ordered.deliver(d, ordering, await validateDelivery(d, opts.logger));
+  }
+  const verdict = await validateDelivery(d, opts.logger);
+  if (verdict !== undefined) return verdict;
   if (groups) return groups.submit(d);
   return answerFor(await invokeHandler(d), d, opts.logger);
 }
 
+/** DROP for a keyed event whose key or sequence can never be read. */
+function dropMalformedOrdering(d: Delivery, reason: string, opts: ResolvedRouterOptions): DaprStatus {
+  opts.logger.warn(`dropping a keyed event with a malformed ordering: ${reason}`, about(d, { consumer: d.topic.consumer }));
+  return DROP;
+}
+
 /**
- * One status per named entry, in order. With the inbox, the entries share one transaction (their
- * handlers run in the batch's order); without it, they run one after another.
+ * One status per named entry, in order. With the inbox, the unkeyed entries share one
+ * transaction (their handlers run in the batch's order), then the keyed ones run one at a time
+ * in the order they came, each by its key's rules (ordering.ts); without the inbox, they all run
+ * one after another.
  */
-async function handleBulk(req: IncomingMessage, envelope: unknown, target: RouteTarget, opts: ResolvedRouterOptions, groups: DeliveryGroups | undefined): Promise<BulkEntryStatus[] | undefined> {
+async function handleBulk(req: IncomingMessage, envelope: unknown, target: RouteTarget, opts: ResolvedRouterOptions, runners: Runners): Promise<BulkEntryStatus[] | undefined> {
   const { topic } = target;
+  const { groups, ordered } = runners;
   const bulk = readBulk(envelope, { topic: topic.topic, pubsubName: topic.pubsubName });
   if (!bulk.ok) return undefined;
   if (bulk.value.unnamed > 0) {
@@ -187,6 +219,7 @@ async function handleBulk(req: IncomingMessage, envelope: unknown, target: Route
   }
   const statuses: BulkEntryStatus[] = [];
   const ready: Array<{ at: number; d: Delivery }> = [];
+  const keyed: Array<{ at: number; d: Delivery; key: string; sequence: number; verdict: DaprStatus | undefined }> = [];
   for (const entry of bulk.value.entries) {
     if (!entry.read.ok) {
       opts.logger.warn(`dropping a malformed bulk entry: ${entry.read.reason}`, { pubsubName: topic.pubsubName, topic: topic.topic, entryId: entry.entryId });
@@ -194,13 +227,29 @@ async function handleBulk(req: IncomingMessage, envelope: unknown, target: Route
       continue;
     }
     const input = { topic, handler: target.handler, route: target.path, read: entry.read.value, headers: req.headers, bulk: { entryId: entry.entryId, metadata: entry.metadata } };
+    if (ordered) {
+      const d = buildDelivery(input, true);
+      const ordering = ordered.classify(d);
+      if (ordering.kind === 'malformed') {
+        statuses.push({ entryId: entry.entryId, status: dropMalformedOrdering(d, ordering.reason, opts) });
+        continue;
+      }
+      if (ordering.kind === 'ordered') {
+        statuses.push({ entryId: entry.entryId, status: RETRY });
+        keyed.push({ at: statuses.length - 1, d, key: ordering.key, sequence: ordering.sequence, verdict: await validateDelivery(d, opts.logger) });
+        continue;
+      }
+    }
     const d = await prepareDelivery(input, groups !== undefined, opts.logger);
     statuses.push({ entryId: entry.entryId, status: typeof d === 'string' ? d : DROP });
     if (typeof d !== 'string') ready.push({ at: statuses.length - 1, d });
   }
   if (groups) {
-    const answers = await groups.runTogether(ready.map((r) => r.d));
-    ready.forEach((r, i) => (statuses[r.at]!.status = answers[i]!));
+    if (ready.length > 0) {
+      const answers = await groups.runTogether(ready.map((r) => r.d));
+      ready.forEach((r, i) => (statuses[r.at]!.status = answers[i]!));
+    }
+    for (const k of keyed) statuses[k.at]!.status = await ordered!.deliver(k.d, k, k.verdict);
   } else {
     for (const r of ready) statuses[r.at]!.status = answerFor(await invokeHandler(r.d), r.d, opts.logger);
   }

@@ -25,12 +25,16 @@ export interface RegisteredTopic {
   bulk: { maxMessagesCount: number; maxAwaitDurationMs: number } | undefined;
   validate: TopicValidator | undefined;
   consumer: string;
+  /** How long a key of this topic waits for a missing sequence, milliseconds. */
+  orderingGapTimeoutMs: number;
 }
 
 export interface RegistrationDefaults {
   routePrefix: string;
   /** The router's `consumer` option. */
   consumer: string | undefined;
+  /** The router's `orderingGapTimeout`, milliseconds. */
+  orderingGapTimeoutMs: number;
 }
 
 /** Checks the arguments of `router.topic()`; throws OutboxConfigError naming the option. */
@@ -124,6 +128,8 @@ export function registerTopic(
     consumer = inboxKey(`${defaults.consumer ? `${defaults.consumer}/` : ''}${pubsubName}/${topic}`);
   }
 
+  const orderingGapTimeoutMs = o.orderingGapTimeout === undefined ? defaults.orderingGapTimeoutMs : gapTimeoutMs('orderingGapTimeout', o.orderingGapTimeout, o.orderingGapTimeout);
+
   return {
     pubsubName,
     topic,
@@ -135,7 +141,14 @@ export function registerTopic(
     bulk,
     validate: o.validate,
     consumer,
+    orderingGapTimeoutMs,
   };
+}
+
+/** A gap timeout in seconds (> 0, finite), as milliseconds. */
+export function gapTimeoutMs(name: string, value: number, given: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new OutboxConfigError(name, given, 'must be a number of seconds > 0');
+  return Math.max(1, Math.round(value * 1000));
 }
 
 function isValidator(v: unknown): v is TopicValidator {

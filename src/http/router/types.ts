@@ -106,6 +106,11 @@ export interface TopicOptions {
   validate?: TopicValidator;
   /** The inbox consumer name of this topic. Default: see SubscriptionRouterOptions.consumer. */
   consumer?: string;
+  /**
+   * With the inbox: how long, in seconds, one of this topic's ordering keys waits for a missing
+   * event before it skips it. Default: the router's `orderingGapTimeout` (600).
+   */
+  orderingGapTimeout?: number;
 }
 
 /** One item of `GET /dapr/subscribe`, exactly as daprd reads it. */
