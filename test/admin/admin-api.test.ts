@@ -163,6 +163,21 @@ for (const kind of testDialects()) {
       await get('events/no-such-event').expect(404);
     });
 
+    it('a keyed event: its key and sequence in the detail; deleting its key\'s terminal failure lets the next one go', async () => {
+      const now = Date.now();
+      const keyed = [1, 2].map((n) => ({ id: `keyed-${n}`, topic: 'Carts', pubsubName: 'pubsub', eventTypeName: 'CartEvent', content: `{"n":${n}}`, creationTime: now, orderingKey: 'cart-1' }));
+      await fx.outbox.store.insert(keyed, null, 'a-gone-process', now + 60_000, now);
+      await fx.outbox.store.markFailed([{ id: 'keyed-1', error: 'refused', nextAttemptTime: null }], 'a-gone-process', now);
+      let next = (await get('events/keyed-2').expect(200)).body.event;
+      assert.equal(next.orderingKey, 'cart-1');
+      assert.equal(next.sequence, 2);
+      assert.equal(next.state, 0);
+      assert.equal(next.nextAttemptTime, null, 'waits for the event before it');
+      assert.equal((await post('events/delete', { ids: ['keyed-1'] }).expect(200)).body.deleted, 1);
+      next = (await get('events/keyed-2').expect(200)).body.event;
+      assert.notEqual(next.nextAttemptTime, null, 'due now that the one before it is gone');
+    });
+
     it('POST events/republish: by ids (terminal failures only), and by filter ("retry all")', async () => {
       const one = await post('events/republish', { ids: [ids.terminal[0], ids.published[0], ids.retrying[0]] }).expect(200);
       assert.equal(one.body.republished, 1);

@@ -183,7 +183,12 @@
     add('Times sent', event.timesSent);
     add('Created (UTC)', time(event.creationTime));
     add('Modified (UTC)', time(event.modificationTime));
-    add('Next attempt', event.nextAttemptTime === null ? 'none' : time(event.nextAttemptTime));
+    const waits = event.orderingKey && event.state === 0 && event.nextAttemptTime === null;
+    add('Next attempt', waits ? 'after the event before it in its key' : event.nextAttemptTime === null ? 'none' : time(event.nextAttemptTime));
+    if (event.orderingKey) {
+      add('Ordering key', event.orderingKey);
+      add('Sequence', event.sequence);
+    }
     add('Locked by', event.lockOwner);
     add('Row', event.rowId);
     add('traceparent', event.traceparent);
