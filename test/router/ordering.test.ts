@@ -149,26 +149,28 @@ for (const kind of testDialects()) {
       assert.deepEqual(runs, ['a:1', 'a:2', 'a:3']);
     });
 
-    it('makes the next event of a key wait for the running one to commit, instead of answering RETRY', async () => {
+    for (const replicas of [1, 2])
+    it(`makes the next event of a key wait for the running one to commit, instead of answering RETRY (${replicas === 1 ? 'one process: in memory' : 'two replicas: on the row lock'})`, async () => {
       const runs: string[] = [];
       let started!: () => void;
       const firstStarted = new Promise<void>((resolve) => (started = resolve));
       let release!: () => void;
       const released = new Promise<void>((resolve) => (release = resolve));
-      const app = appFor(
-        recorder(runs, async (data) => {
-          if (data.sequence === '1') {
-            started();
-            await released;
-          }
-        }),
-      );
-      const server = await listen(app);
+      const handler = recorder(runs, async (data) => {
+        if (data.sequence === '1') {
+          started();
+          await released;
+        }
+      });
+      const server = await listen(appFor(handler));
       closers.push(server.close);
+      // A second replica: its own router, so the turn is taken on the key's row lock.
+      const other = replicas === 1 ? server : await listen(appFor(handler));
+      if (other !== server) closers.push(other.close);
       const first = request(server.url).post(route).set(deliveryHeaders()).send(keyed('a', '1'));
       const firstDone = first.then((r) => r.body as { status: string });
       await firstStarted;
-      const secondDone = request(server.url).post(route).set(deliveryHeaders()).send(keyed('a', '2')).then((r) => r.body as { status: string });
+      const secondDone = request(other.url).post(route).set(deliveryHeaders()).send(keyed('a', '2')).then((r) => r.body as { status: string });
       // Give the second delivery time to reach the key's lock before the first commits.
       await sleep(300);
       assert.deepEqual(runs, ['a:1']);

@@ -15,7 +15,8 @@
  * before the first), and `waiting_since`. A delivery of sequence s runs in a transaction of its
  * own that first locks the key's row (creating it when missing), so the deliveries of one key
  * take turns: a delivery of s + 1 that arrives while the handler of s runs waits for its COMMIT
- * and then finds L = s. Then:
+ * and then finds L = s. (Within one process they take turns in memory first, so that a waiting
+ * delivery holds no pooled connection.) Then:
  * - s <= L: handled or skipped already; the handler does not run. A duplicate (the inbox holds
  *   the event id) answers SUCCESS; an event whose sequence was skipped (see below) answers DROP
  *   (the sidecar dead-letters it where the topic has a dead-letter topic), with a warning and an
@@ -82,6 +83,12 @@ class HeadStopped extends Error {
 /** Runs keyed deliveries by the rules above. */
 export class OrderedDeliveries {
   private warnedUnordered = false;
+  /**
+   * The last delivery of each (consumer, key) this process runs: the next one waits for it here,
+   * in memory, rather than on the key's row lock holding a pooled connection. (Deliveries of one
+   * key that reach other replicas still take turns on the row lock.)
+   */
+  private readonly turns = new Map<string, Promise<DaprStatus>>();
 
   constructor(
     private readonly inbox: InboxBinding,
@@ -109,6 +116,19 @@ export class OrderedDeliveries {
    */
   async deliver(d: Delivery, ordering: { key: string; sequence: number }, verdict: DaprStatus | undefined): Promise<DaprStatus> {
     if (verdict === RETRY) return RETRY;
+    const turn = `${d.topic.consumer}\u0000${ordering.key}`;
+    const before = this.turns.get(turn);
+    // deliverInTurn never rejects, so neither does a turn.
+    const mine = before ? before.then(() => this.deliverInTurn(d, ordering, verdict)) : this.deliverInTurn(d, ordering, verdict);
+    this.turns.set(turn, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.turns.get(turn) === mine) this.turns.delete(turn);
+    }
+  }
+
+  private async deliverInTurn(d: Delivery, ordering: { key: string; sequence: number }, verdict: DaprStatus | undefined): Promise<DaprStatus> {
     const { transactions, store, now } = this.inbox;
     const keys = store.keys!;
     const consumer = d.topic.consumer;
