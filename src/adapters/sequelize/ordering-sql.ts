@@ -45,7 +45,6 @@ export function compareScopes(a: KeyScope, b: KeyScope): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
-
 /**
  * Reserves `count` sequence numbers per scope, creating the scope's row at its first event, and
  * locks the rows to the end of the transaction; with a count of 0 it only locks them (what a
