@@ -287,7 +287,7 @@ function checkProbability(option: string, value: unknown): asserts value is numb
 }
 
 /** A small seeded PRNG (mulberry32): numbers in [0, 1), the same sequence for the same seed. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -8,19 +8,11 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { QueryTypes, type Sequelize } from 'sequelize';
 import type { PublishRecord } from '../../src/testing';
+import { mulberry32 } from '../../src/testing/faults';
 import { run, type Child } from '../support/processes';
 
-/** mulberry32. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded generator (mulberry32, the emulator's own): the same sequence for the same seed. */
+export const random = mulberry32;
 
 /** The seed of CI runs, so that a CI run is the same run every time. */
 export const CI_SEED = 20240601;

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { QueryTypes, type Model, type ModelStatic } from 'sequelize';
 import { createOutbox, createSubscriptionRouter, DaprPublisher, DropError, type Outbox } from '../../src';
 import { DaprEmulator } from '../../src/testing';
+import { mulberry32 } from '../../src/testing/faults';
 import { createTestDb, testDialects, type TestDb } from '../support/db';
 import { appWith, defineEffect, listen, recordingLogger } from './helpers';
 
@@ -24,18 +25,6 @@ const CONSUMERS = ['shipping', 'billing'];
 const POISON = { key: 'order-3', sequence: 50 };
 /** Fails its first attempts at each consumer, then succeeds. */
 const STUBBORN = { key: 'order-4', sequence: 10, failures: 5 };
-
-/** A small seeded generator (mulberry32): the same failures on every run of a seed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function eventually(check: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -67,7 +56,7 @@ for (const kind of testDialects()) {
     });
 
     it(`${KEYS} keys x ${PER_KEY} events from ${WRITERS} writers, deliveries reordered and repeated, failures on: each key in sequence, once`, async () => {
-      const rand = seeded(17);
+      const rand = mulberry32(17);
       emu = await DaprEmulator.start({ appId: 'orders', resiliency: { retries: 40, intervalMs: 25 }, redelivery: { retries: 40, intervalMs: 200 } });
       outbox = createOutbox({
         sequelize: db.sequelize,
