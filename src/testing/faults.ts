@@ -217,20 +217,12 @@ export class Faults {
    * it back, or undefined when it goes on at once.
    */
   takeHold(): number | undefined {
-    const r = this.reorder;
-    if (!r || r.holdProbability === 0 || r.random() >= r.holdProbability) return undefined;
-    return Math.floor(r.random() * (r.maxHoldMs + 1));
+    return this.draw('holdProbability', 'maxHoldMs');
   }
 
   /** Holds a delivery back `ms` milliseconds (see takeHold). Resolves false only when the emulator is stopping. */
-  async hold(ms: number): Promise<boolean> {
-    this.heldForReorderCount++;
-    try {
-      await this.wait(ms);
-    } finally {
-      this.heldForReorderCount--;
-    }
-    return !this.hooks.stopSignal.aborted;
+  hold(ms: number): Promise<boolean> {
+    return this.countedWait(ms, 'heldForReorderCount');
   }
 
   /**
@@ -238,18 +230,28 @@ export class Faults {
    * it, or undefined for none.
    */
   takeLateRedelivery(): number | undefined {
-    const r = this.reorder;
-    if (!r || r.lateRedeliveryProbability === 0 || r.random() >= r.lateRedeliveryProbability) return undefined;
-    return Math.floor(r.random() * (r.lateRedeliveryMs + 1));
+    return this.draw('lateRedeliveryProbability', 'lateRedeliveryMs');
   }
 
   /** Waits before a late duplicate (see takeLateRedelivery). Resolves false only when the emulator is stopping. */
-  async lateRedeliveryWait(ms: number): Promise<boolean> {
-    this.lateCount++;
+  lateRedeliveryWait(ms: number): Promise<boolean> {
+    return this.countedWait(ms, 'lateCount');
+  }
+
+  /** With the reorder fault's `probability`: a wait of up to `maxMs`, drawn; otherwise undefined. */
+  private draw(probability: 'holdProbability' | 'lateRedeliveryProbability', maxMs: 'maxHoldMs' | 'lateRedeliveryMs'): number | undefined {
+    const r = this.reorder;
+    if (!r || r[probability] === 0 || r.random() >= r[probability]) return undefined;
+    return Math.floor(r.random() * (r[maxMs] + 1));
+  }
+
+  /** Waits `ms`, counted in `counter` meanwhile. Resolves false only when the emulator is stopping. */
+  private async countedWait(ms: number, counter: 'heldForReorderCount' | 'lateCount'): Promise<boolean> {
+    this[counter]++;
     try {
       await this.wait(ms);
     } finally {
-      this.lateCount--;
+      this[counter]--;
     }
     return !this.hooks.stopSignal.aborted;
   }
