@@ -29,6 +29,8 @@ export class Dispatcher {
   /** Committed messages waiting for the publish round in flight to end. */
   private waiting: OutboxMessage[] = [];
   private round: Promise<void> | null = null;
+  /** While stopping: the next event of a key is given back to the relay, not published here. */
+  private handingOver = false;
 
   constructor(private readonly deps: DispatcherParts) {
     this.localQueue = deps.localQueue;
@@ -140,7 +142,24 @@ export class Dispatcher {
     const { store, clock, tuning, owner } = this.deps;
     const now = clock.now();
     const next = await store.markPublishedInOrder!(messages, owner, now + tuning.leaseTime * 1000, now);
-    this.dispatch(next);
+    if (!this.handingOver) return this.dispatch(next);
+    // Stopping: a key's backlog is not worked through here. The next event is due at once for
+    // whichever relay comes first, with the attempt its lease counted taken back.
+    if (next.length > 0) await store.release(next.map((m) => m.id), owner, clock.now(), { undoAttempt: true });
+  }
+
+  /**
+   * Waits for every dispatch and mark started so far, as drain() does, but hands the next event
+   * of each key back to the relay instead of publishing it (stop() uses it): a long key does not
+   * hold up a shutdown.
+   */
+  async handOver(): Promise<void> {
+    this.handingOver = true;
+    try {
+      await this.drain();
+    } finally {
+      this.handingOver = false;
+    }
   }
 
   /**

@@ -172,7 +172,7 @@ export class OutboxEngine extends OutboxEmitter {
   /** Stops the processors, waits for running passes and releases the rows this process holds. Idempotent. */
   async stop(): Promise<void> {
     await this.processors.stop();
-    await this.dispatcher.drain();
+    await this.dispatcher.handOver();
     await this.dispatcher.releaseLocalQueue().catch((err) => this.logger.warn('could not release local-queue rows', { error: String(err) }));
   }
 

@@ -27,7 +27,9 @@ class Step extends IntegrationEvent {
 class KeyProbe extends RecordingPublisher {
   private readonly inFlight = new Map<string, number>();
   overlaps = 0;
+  /** Each publish waits a random while up to this, plus `fixedDelayMs`. */
   delayMs = 0;
+  fixedDelayMs = 0;
   fail: (m: OutboxMessage) => boolean = () => false;
 
   override async publish(message: OutboxMessage): Promise<void> {
@@ -38,7 +40,8 @@ class KeyProbe extends RecordingPublisher {
       if (n > 1) this.overlaps += 1;
     }
     try {
-      if (this.delayMs > 0) await new Promise((r) => setTimeout(r, Math.random() * this.delayMs));
+      const wait = this.fixedDelayMs + (this.delayMs > 0 ? Math.random() * this.delayMs : 0);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       if (this.fail(message)) throw new Error(`refused ${message.id}`);
       await super.publish(message);
     } finally {
@@ -221,6 +224,32 @@ for (const kind of testDialects()) {
       assert.equal((await outbox.stats()).published, 5);
     });
     }
+
+    it("stop() hands a key's backlog back to the relay instead of working through it", async () => {
+      h = await makeOutbox(db.sequelize, { publisher: probe });
+      const { outbox } = h;
+      probe.fixedDelayMs = 100;
+      const steps = range(30).map((n) => new Step('long', n));
+      await outbox.runInUnitOfWork(async () => {
+        for (const e of steps) await outbox.bus.publish(e);
+      });
+      await outbox.stop();
+      assert.deepEqual(probe.sequencesOf('long'), [1], 'the head in flight went out; the rest was left');
+      const [second] = await h.store.find([steps[1]!.id]);
+      assert.equal(second!.lockOwner, null, 'the next one is no longer held by the stopped process');
+      assert.equal(second!.timesSent, 0, 'its attempt was never made');
+      assert.notEqual(second!.nextAttemptTime, null, 'and it is due');
+
+      const other = new KeyProbe();
+      const replica = await makeOutbox(db.sequelize, { publisher: other });
+      try {
+        await drain(() => replica.outbox.runPass('retry-by-database'));
+        await replica.outbox.drain();
+        assert.deepEqual(other.sequencesOf('long'), range(30).slice(1));
+      } finally {
+        await replica.outbox.close();
+      }
+    });
 
     it('refuses a bad ordering key before writing anything', async () => {
       h = await makeOutbox(db.sequelize, { publisher: probe });
