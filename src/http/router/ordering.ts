@@ -82,6 +82,13 @@ class HeadStopped extends Error {
 /** Runs keyed deliveries by the rules above. */
 export class OrderedDeliveries {
   private warnedUnordered = false;
+  /**
+   * The last delivery of each (consumer, key) running or waiting in this process. Deliveries of
+   * one key wait here, not on the key's row lock: a waiter there holds a pooled connection, and a
+   * few deliveries of a key whose head is slow would take the whole pool, stalling every other
+   * key and unkeyed delivery. The row lock still orders deliveries across processes.
+   */
+  private readonly turns = new Map<string, Promise<void>>();
 
   constructor(
     private readonly inbox: InboxBinding,
@@ -109,6 +116,23 @@ export class OrderedDeliveries {
    */
   async deliver(d: Delivery, ordering: { key: string; sequence: number }, verdict: DaprStatus | undefined): Promise<DaprStatus> {
     if (verdict === RETRY) return RETRY;
+    const id = `${d.topic.consumer}\u0000${ordering.key}`;
+    const before = this.turns.get(id);
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    const last = before ? before.then(() => mine) : mine;
+    this.turns.set(id, last);
+    try {
+      await before;
+      return await this.deliverInTurn(d, ordering, verdict);
+    } finally {
+      done();
+      if (this.turns.get(id) === last) this.turns.delete(id);
+    }
+  }
+
+  /** deliver(), once the deliveries of the key before it in this process are done. */
+  private async deliverInTurn(d: Delivery, ordering: { key: string; sequence: number }, verdict: DaprStatus | undefined): Promise<DaprStatus> {
     const { transactions, store, now } = this.inbox;
     const keys = store.keys!;
     const consumer = d.topic.consumer;
