@@ -106,6 +106,20 @@ for (const kind of testDialects()) {
       assert.equal(pub.messages.filter((m) => m.topic === 'plain' && m.orderingKey === null).length, 3);
     });
 
+    it('publishes a keyed event written in a nested transaction (a savepoint) once the outer one commits', async () => {
+      h = await makeOutbox(db.sequelize, { publisher: pub });
+      const { outbox } = h;
+      await db.sequelize.transaction(async (outer) => {
+        await db.sequelize.transaction({ transaction: outer }, async (inner) => {
+          await outbox.bus.publish(new Step('nested', 1), { transaction: inner });
+        });
+        await outbox.bus.publish(new Step('nested', 2), { transaction: outer });
+      });
+      await outbox.drain();
+      assert.deepEqual(seqs((m) => m.orderingKey === 'nested'), [1, 2]);
+      assert.equal(h.logger.at('warn').length, 0, JSON.stringify(h.logger.at('warn')));
+    });
+
     it('publishes 300 events of one key from one unit of work, and 2000 keys from another, each key in order', async () => {
       h = await makeOutbox(db.sequelize, { publisher: pub });
       const { outbox } = h;
