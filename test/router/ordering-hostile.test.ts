@@ -4,7 +4,7 @@ import request from 'supertest';
 import { createOutbox, createSubscriptionRouter, type Outbox } from '../../src';
 import { silentLogger } from '../../src/core/logger';
 import { RecordingPublisher } from '../support/recording-publisher';
-import { createTestDb, serverDialects, type TestDb } from '../support/db';
+import { createTestDb, serverDialects, testDialects, type TestDb } from '../support/db';
 import { appWith, daprEnvelope, deliveryHeaders, listen } from './helpers';
 
 const POOL = 3;
@@ -68,6 +68,40 @@ for (const kind of serverDialects()) {
         release();
         await server.close();
       }
+    });
+  });
+}
+
+for (const kind of testDialects()) {
+  describe(`subscription router: one consumer name on several topics (${kind})`, function () {
+    this.timeout(60_000);
+    let db: TestDb;
+    let outbox: Outbox;
+
+    before(async () => {
+      db = await createTestDb(kind);
+      outbox = createOutbox({ sequelize: db.sequelize, publisher: new RecordingPublisher(), logger: silentLogger });
+      await outbox.migrate();
+    });
+    after(async () => {
+      await outbox.close();
+      await db.close();
+    });
+
+    it('keeps a key position per topic: the same key numbered on two topics is handled on both', async () => {
+      // One service name as the consumer of every topic, as a group is named in CAP.
+      const consumer = `billing-${randomUUID().slice(0, 8)}`;
+      const runs: string[] = [];
+      const router = createSubscriptionRouter({ outbox, appApiToken: null, logger: silentLogger });
+      for (const topic of ['orders', 'payments']) {
+        router.topic('pubsub', topic, async (data: { n: number }) => void runs.push(`${topic}:${data.n}`), { consumer });
+      }
+      const app = appWith(router);
+      const send = async (topic: string, sequence: number) =>
+        ((await request(app).post(`/dapr-outbox/pubsub/${topic}`).set(deliveryHeaders()).send(daprEnvelope({ id: randomUUID(), topic, partitionkey: 'order-1', sequence: String(sequence), data: { n: sequence } }))).body as { status: string }).status;
+      const answers = [await send('orders', 1), await send('orders', 2), await send('payments', 1), await send('payments', 2), await send('orders', 3)];
+      assert.deepEqual(answers, ['SUCCESS', 'SUCCESS', 'SUCCESS', 'SUCCESS', 'SUCCESS']);
+      assert.deepEqual(runs, ['orders:1', 'orders:2', 'payments:1', 'payments:2', 'orders:3']);
     });
   });
 }

@@ -12,7 +12,8 @@
  * answered DROP with the reason logged: the same bytes would be retried forever.
  *
  * Per (consumer, key) the inbox's key table keeps L, the last sequence handled or skipped (0
- * before the first), and `waiting_since`. A delivery of sequence s runs in a transaction of its
+ * before the first), and `waiting_since`; a topic's own `consumer` name is made unique to its
+ * pubsub and topic there (RegisteredTopic.orderingConsumer), as a key's numbers count per topic. A delivery of sequence s runs in a transaction of its
  * own that first locks the key's row (creating it when missing), so the deliveries of one key
  * take turns: a delivery of s + 1 that arrives while the handler of s runs waits for its COMMIT
  * and then finds L = s. Then:
@@ -116,7 +117,7 @@ export class OrderedDeliveries {
    */
   async deliver(d: Delivery, ordering: { key: string; sequence: number }, verdict: DaprStatus | undefined): Promise<DaprStatus> {
     if (verdict === RETRY) return RETRY;
-    const id = `${d.topic.consumer}\u0000${ordering.key}`;
+    const id = `${d.topic.orderingConsumer}\u0000${ordering.key}`;
     const before = this.turns.get(id);
     let done!: () => void;
     const mine = new Promise<void>((resolve) => (done = resolve));
@@ -136,18 +137,19 @@ export class OrderedDeliveries {
     const { transactions, store, now } = this.inbox;
     const keys = store.keys!;
     const consumer = d.topic.consumer;
+    const position = d.topic.orderingConsumer;
     const { key, sequence: s } = ordering;
     let skipped = false;
     try {
       return await transactions.detached(() =>
         transactions.run(async (tx) => {
-          const at = await keys.lock(consumer, key, tx, now());
+          const at = await keys.lock(position, key, tx, now());
           const last = at.lastSequence;
           if (s <= last) return this.behind(d, keys, key, s, tx);
           if (s > last + 1) {
             const t = now();
             if (at.waitingSince === null) {
-              await keys.set(consumer, key, { lastSequence: last, waitingSince: t }, tx, t);
+              await keys.set(position, key, { lastSequence: last, waitingSince: t }, tx, t);
               this.logger.debug(`keyed event ahead of its turn (waiting for sequence ${last + 1}); answering RETRY`, about(d, { consumer, key, sequence: s }));
               return RETRY;
             }
@@ -170,8 +172,8 @@ export class OrderedDeliveries {
       await transactions
         .detached(() =>
           transactions.run(async (tx) => {
-            const at = await keys.lock(consumer, key, tx, now());
-            await keys.set(consumer, key, afterFailure(status, s, at, skipped, now()), tx, now());
+            const at = await keys.lock(position, key, tx, now());
+            await keys.set(position, key, afterFailure(status, s, at, skipped, now()), tx, now());
           }),
         )
         .catch((e: unknown) => this.logger.warn(`could not record the outcome of a keyed event on its key: ${errorMessage(e)}`, about(d, { consumer, key, sequence: s, code: errorCode(e) })));
@@ -196,30 +198,31 @@ export class OrderedDeliveries {
   private async head(d: Delivery, keys: InboxKeyStore, key: string, s: number, verdict: DaprStatus | undefined, tx: StoreTransaction): Promise<DaprStatus> {
     const { transactions, store, now } = this.inbox;
     const consumer = d.topic.consumer;
+    const position = d.topic.orderingConsumer;
     const handled: KeyPosition = { lastSequence: s, waitingSince: null };
     // Rejected by the validation hook (already logged): the key moves on.
     if (verdict === DROP) {
-      await keys.set(consumer, key, handled, tx, now());
+      await keys.set(position, key, handled, tx, now());
       return DROP;
     }
     const undo = transactions.savepoint ? await transactions.savepoint(tx) : undefined;
     if (!(await store.record(consumer, inboxKey(d.ctx.id), tx, now()))) {
       // Handled before, out of this key's order (delivered once without its attributes, say).
-      await keys.set(consumer, key, handled, tx, now());
+      await keys.set(position, key, handled, tx, now());
       countDuplicate(d.ctx);
       this.logger.debug('duplicate delivery answered SUCCESS without running the handler', about(d, { consumer, key, sequence: s }));
       return SUCCESS;
     }
     const outcome = await this.invoke(d, tx);
     if (outcome.status === SUCCESS) {
-      await keys.set(consumer, key, handled, tx, now());
+      await keys.set(position, key, handled, tx, now());
       return SUCCESS;
     }
     if (errorCode(outcome.error) === IN_FAILED_TRANSACTION) throw outcome.error;
     const undone = undo !== undefined && (await undo().then(() => true, () => false));
     if (!undone) throw new HeadStopped(outcome);
     const status = answerFor(outcome, d, this.logger);
-    await keys.set(consumer, key, afterFailure(status, s, { lastSequence: s - 1, waitingSince: null }, true, now()), tx, now());
+    await keys.set(position, key, afterFailure(status, s, { lastSequence: s - 1, waitingSince: null }, true, now()), tx, now());
     return status;
   }
 
