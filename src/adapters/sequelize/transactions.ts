@@ -63,7 +63,12 @@ export class SequelizeTransactions implements TransactionPort {
   }
 
   afterCommit(tx: unknown, fn: () => void): void {
-    (tx as Transaction).afterCommit(() => fn());
+    // Sequelize runs a nested transaction's (a savepoint's) after-commit hooks when it is
+    // released, before the transaction it belongs to commits: its rows are not kept yet, and
+    // not seen by anyone else. The outermost transaction's commit is the one that counts.
+    let root = tx as Transaction & { parent?: Transaction | null };
+    while (root.parent) root = root.parent as Transaction & { parent?: Transaction | null };
+    root.afterCommit(() => fn());
   }
 }
 

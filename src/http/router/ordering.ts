@@ -12,9 +12,10 @@
  * answered DROP with the reason logged: the same bytes would be retried forever.
  *
  * Per (consumer, key) the inbox's key table keeps L, the last sequence handled or skipped (0
- * before the first), and `waiting_since`. A delivery of sequence s runs in a transaction of its
- * own that first locks the key's row (creating it when missing), so the deliveries of one key
- * take turns: a delivery of s + 1 that arrives while the handler of s runs waits for its COMMIT
+ * before the first), and `waiting_since`; a topic's own `consumer` name is made unique to its
+ * pubsub and topic there (RegisteredTopic.orderingConsumer), as a key's numbers count per topic.
+ * A delivery of sequence s runs in a transaction of its own that first locks the key's row
+ * (creating it when missing), so the deliveries of one key take turns: a delivery of s + 1 that arrives while the handler of s runs waits for its COMMIT
  * and then finds L = s. (Within one process they take turns in memory first, so that a waiting
  * delivery holds no pooled connection.) Then:
  * - s <= L: handled or skipped already; the handler does not run. A duplicate (the inbox holds
@@ -84,11 +85,12 @@ class HeadStopped extends Error {
 export class OrderedDeliveries {
   private warnedUnordered = false;
   /**
-   * The last delivery of each (consumer, key) this process runs: the next one waits for it here,
-   * in memory, rather than on the key's row lock holding a pooled connection. (Deliveries of one
-   * key that reach other replicas still take turns on the row lock.)
+   * The last delivery of each (consumer, key) running or waiting in this process. Deliveries of
+   * one key wait here, not on the key's row lock: a waiter there holds a pooled connection, and a
+   * few deliveries of a key whose head is slow would take the whole pool, stalling every other
+   * key and unkeyed delivery. The row lock still orders deliveries across processes.
    */
-  private readonly turns = new Map<string, Promise<DaprStatus>>();
+  private readonly turns = new Map<string, Promise<void>>();
 
   constructor(
     private readonly inbox: InboxBinding,
@@ -116,34 +118,39 @@ export class OrderedDeliveries {
    */
   async deliver(d: Delivery, ordering: { key: string; sequence: number }, verdict: DaprStatus | undefined): Promise<DaprStatus> {
     if (verdict === RETRY) return RETRY;
-    const turn = `${d.topic.consumer}\u0000${ordering.key}`;
-    const before = this.turns.get(turn);
-    // deliverInTurn never rejects, so neither does a turn.
-    const mine = before ? before.then(() => this.deliverInTurn(d, ordering, verdict)) : this.deliverInTurn(d, ordering, verdict);
-    this.turns.set(turn, mine);
+    const id = `${d.topic.orderingConsumer}\u0000${ordering.key}`;
+    const before = this.turns.get(id);
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    const last = before ? before.then(() => mine) : mine;
+    this.turns.set(id, last);
     try {
-      return await mine;
+      await before;
+      return await this.deliverInTurn(d, ordering, verdict);
     } finally {
-      if (this.turns.get(turn) === mine) this.turns.delete(turn);
+      done();
+      if (this.turns.get(id) === last) this.turns.delete(id);
     }
   }
 
+  /** deliver(), once the deliveries of the key before it in this process are done. */
   private async deliverInTurn(d: Delivery, ordering: { key: string; sequence: number }, verdict: DaprStatus | undefined): Promise<DaprStatus> {
     const { transactions, store, now } = this.inbox;
     const keys = store.keys!;
     const consumer = d.topic.consumer;
+    const position = d.topic.orderingConsumer;
     const { key, sequence: s } = ordering;
     let skipped = false;
     try {
       return await transactions.detached(() =>
         transactions.run(async (tx) => {
-          const at = await keys.lock(consumer, key, tx, now());
+          const at = await keys.lock(position, key, tx, now());
           const last = at.lastSequence;
           if (s <= last) return this.behind(d, keys, key, s, tx);
           if (s > last + 1) {
             const t = now();
             if (at.waitingSince === null) {
-              await keys.set(consumer, key, { lastSequence: last, waitingSince: t }, tx, t);
+              await keys.set(position, key, { lastSequence: last, waitingSince: t }, tx, t);
               this.logger.debug(`keyed event ahead of its turn (waiting for sequence ${last + 1}); answering RETRY`, about(d, { consumer, key, sequence: s }));
               return RETRY;
             }
@@ -166,8 +173,8 @@ export class OrderedDeliveries {
       await transactions
         .detached(() =>
           transactions.run(async (tx) => {
-            const at = await keys.lock(consumer, key, tx, now());
-            await keys.set(consumer, key, afterFailure(status, s, at, skipped, now()), tx, now());
+            const at = await keys.lock(position, key, tx, now());
+            await keys.set(position, key, afterFailure(status, s, at, skipped, now()), tx, now());
           }),
         )
         .catch((e: unknown) => this.logger.warn(`could not record the outcome of a keyed event on its key: ${errorMessage(e)}`, about(d, { consumer, key, sequence: s, code: errorCode(e) })));
@@ -192,30 +199,31 @@ export class OrderedDeliveries {
   private async head(d: Delivery, keys: InboxKeyStore, key: string, s: number, verdict: DaprStatus | undefined, tx: StoreTransaction): Promise<DaprStatus> {
     const { transactions, store, now } = this.inbox;
     const consumer = d.topic.consumer;
+    const position = d.topic.orderingConsumer;
     const handled: KeyPosition = { lastSequence: s, waitingSince: null };
     // Rejected by the validation hook (already logged): the key moves on.
     if (verdict === DROP) {
-      await keys.set(consumer, key, handled, tx, now());
+      await keys.set(position, key, handled, tx, now());
       return DROP;
     }
     const undo = transactions.savepoint ? await transactions.savepoint(tx) : undefined;
     if (!(await store.record(consumer, inboxKey(d.ctx.id), tx, now()))) {
       // Handled before, out of this key's order (delivered once without its attributes, say).
-      await keys.set(consumer, key, handled, tx, now());
+      await keys.set(position, key, handled, tx, now());
       countDuplicate(d.ctx);
       this.logger.debug('duplicate delivery answered SUCCESS without running the handler', about(d, { consumer, key, sequence: s }));
       return SUCCESS;
     }
     const outcome = await this.invoke(d, tx);
     if (outcome.status === SUCCESS) {
-      await keys.set(consumer, key, handled, tx, now());
+      await keys.set(position, key, handled, tx, now());
       return SUCCESS;
     }
     if (errorCode(outcome.error) === IN_FAILED_TRANSACTION) throw outcome.error;
     const undone = undo !== undefined && (await undo().then(() => true, () => false));
     if (!undone) throw new HeadStopped(outcome);
     const status = answerFor(outcome, d, this.logger);
-    await keys.set(consumer, key, afterFailure(status, s, { lastSequence: s - 1, waitingSince: null }, true, now()), tx, now());
+    await keys.set(position, key, afterFailure(status, s, { lastSequence: s - 1, waitingSince: null }, true, now()), tx, now());
     return status;
   }
 

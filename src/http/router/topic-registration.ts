@@ -25,6 +25,12 @@ export interface RegisteredTopic {
   bulk: { maxMessagesCount: number; maxAwaitDurationMs: number } | undefined;
   validate: TopicValidator | undefined;
   consumer: string;
+  /**
+   * Whose position in each ordering key the inbox keeps: the consumer, made unique to this
+   * pubsub and topic. A topic's own `consumer` may be shared by several topics, while a key's
+   * sequence numbers count on one pubsub and topic only.
+   */
+  orderingConsumer: string;
   /** How long a key of this topic waits for a missing sequence, milliseconds. */
   orderingGapTimeoutMs: number;
 }
@@ -141,6 +147,8 @@ export function registerTopic(
     bulk,
     validate: o.validate,
     consumer,
+    // The default consumer already names the pubsub and topic.
+    orderingConsumer: o.consumer === undefined ? consumer : inboxKey(`${consumer}/${pubsubName}/${topic}`),
     orderingGapTimeoutMs,
   };
 }
