@@ -19,9 +19,10 @@ export interface PublishOptions {
    * Keeps this event in order with the other events of the same key on its pubsub and topic (an
    * aggregate's id, say): they are published one at a time in the order their transactions
    * committed, and a router with the inbox on hands them to the handler in that order. 1 to 191
-   * characters. Default: the event's own `orderingKey` (a field or a getter), or none.
+   * characters (a number is taken as its decimal text). Default: the event's own `orderingKey`
+   * (a field or a getter), or none.
    */
-  orderingKey?: string;
+  orderingKey?: string | number | bigint;
 }
 
 /** The longest ordering key, characters (the key columns' size). */
@@ -76,7 +77,9 @@ export function toOutboxMessage(
   if (bytes > defaults.maxEventBytes) {
     throw new EventValidationError(`the event is ${bytes} bytes as JSON; maxEventBytes is ${defaults.maxEventBytes}`, { eventId: id, topic });
   }
-  const orderingKey = options.orderingKey ?? e.orderingKey;
+  let orderingKey = options.orderingKey ?? e.orderingKey;
+  // A numeric id is a fine key: taken as its decimal text.
+  if ((typeof orderingKey === 'number' && Number.isFinite(orderingKey)) || typeof orderingKey === 'bigint') orderingKey = String(orderingKey);
   if (orderingKey !== undefined && orderingKey !== null) {
     if (typeof orderingKey !== 'string' || orderingKey.length === 0 || orderingKey.length > MAX_ORDERING_KEY_LENGTH) {
       throw new EventValidationError(`the ordering key must be a string of 1 to ${MAX_ORDERING_KEY_LENGTH} characters`, { eventId: id, topic });

@@ -251,12 +251,22 @@ for (const kind of testDialects()) {
       }
     });
 
+    it('takes a numeric ordering key as its decimal text', async () => {
+      h = await makeOutbox(db.sequelize, { publisher: probe });
+      const { outbox } = h;
+      await outbox.bus.publish({ id: 'n-1', topic: 'steps' }, { orderingKey: 42 });
+      await outbox.bus.publish({ id: 'n-2', topic: 'steps' }, { orderingKey: 42n });
+      await outbox.drain();
+      assert.deepEqual(probe.sequencesOf('42'), [1, 2]);
+    });
+
     it('refuses a bad ordering key before writing anything', async () => {
       h = await makeOutbox(db.sequelize, { publisher: probe });
       const { outbox } = h;
       await assert.rejects(outbox.bus.publish(new Step('', 1)), /ordering key must be a string of 1 to 191/);
       await assert.rejects(outbox.bus.publish(new Step('k'.repeat(192), 1)), /ordering key must be a string of 1 to 191/);
-      await assert.rejects(outbox.bus.publish({ id: 'x', topic: 't', orderingKey: 5 }), /ordering key must be a string/);
+      await assert.rejects(outbox.bus.publish({ id: 'x', topic: 't', orderingKey: { id: 5 } }), /ordering key must be a string/);
+      await assert.rejects(outbox.bus.publish({ id: 'y', topic: 't', orderingKey: Number.NaN }), /ordering key must be a string/);
       await assert.rejects(outbox.bus.publish(new Step('bad\u0000key', 1)), /ordering key contains a NUL/);
       assert.equal((await outbox.stats()).notPublished, 0);
     });

@@ -18,8 +18,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('readOrdering', () => {
   const ce = (fields: Record<string, unknown>) => ({ id: 'x', source: 's', type: 't', specversion: '1.0', ...fields });
 
-  it('reads a key and a decimal sequence', () => {
+  it('reads a key and a decimal sequence, zero-padded or not', () => {
     assert.deepEqual(readOrdering(ce({ partitionkey: 'k', sequence: '42' })), { kind: 'ordered', key: 'k', sequence: 42 });
+    assert.deepEqual(readOrdering(ce({ partitionkey: 'k', sequence: '0042' })), { kind: 'ordered', key: 'k', sequence: 42 });
     assert.deepEqual(readOrdering(ce({ partitionkey: 'k', sequence: String(Number.MAX_SAFE_INTEGER) })), { kind: 'ordered', key: 'k', sequence: Number.MAX_SAFE_INTEGER });
   });
 
@@ -30,7 +31,7 @@ describe('readOrdering', () => {
   });
 
   it('finds a malformed sequence or key', () => {
-    for (const sequence of ['0', '01', '-1', '+1', '1.0', '1e3', ' 1', '', 3, String(Number.MAX_SAFE_INTEGER + 2), '99999999999999999999']) {
+    for (const sequence of ['0', '000', '-1', '+1', '1.0', '1e3', ' 1', '', 3, String(Number.MAX_SAFE_INTEGER + 2), '99999999999999999999']) {
       assert.equal(readOrdering(ce({ partitionkey: 'k', sequence })).kind, 'malformed', `sequence ${JSON.stringify(sequence)}`);
     }
     for (const partitionkey of ['', 'k'.repeat(192), 7]) {
@@ -78,7 +79,7 @@ for (const kind of testDialects()) {
     /** The topic's inbox consumer name. */
     const consumer = () => `${consumerName}/pubsub/orders`;
 
-    function appFor(handler: TopicHandler, options?: TopicOptions, routerOptions: { orderingGapTimeout?: number; inbox?: boolean } = {}) {
+    function appFor(handler: TopicHandler, options?: TopicOptions, routerOptions: { orderingGapTimeout?: number; orderingStart?: 'beginning' | 'first-delivered'; inbox?: boolean } = {}) {
       const router = createSubscriptionRouter({ outbox, appApiToken: null, logger, consumer: consumerName, ...routerOptions });
       router.topic('pubsub', 'orders', handler, options);
       return appWith(router);
@@ -316,16 +317,43 @@ for (const kind of testDialects()) {
       assert.deepEqual(runs, ['a:2']);
     });
 
-    it('drops an event with a malformed sequence or key, with the reason logged', async () => {
+    it('orderingGapTimeout Infinity: a key never skips', async () => {
+      const runs: string[] = [];
+      const app = appFor(recorder(runs), { orderingGapTimeout: Infinity });
+      assert.equal(await post(app, keyed('a', '2')), 'RETRY');
+      clock.advance(365 * 86400);
+      assert.equal(await post(app, keyed('a', '2')), 'RETRY');
+      assert.deepEqual(runs, []);
+    });
+
+    it("orderingStart 'first-delivered': a key the consumer never handled starts at its first delivery; one before it is then late", async () => {
+      const runs: string[] = [];
+      const app = appFor(recorder(runs), undefined, { orderingStart: 'first-delivered' });
+      assert.equal(await post(app, keyed('a', '57')), 'SUCCESS');
+      assert.equal(await post(app, keyed('a', '59')), 'RETRY', 'after the start the order holds');
+      assert.equal(await post(app, keyed('a', '58')), 'SUCCESS');
+      assert.equal(await post(app, keyed('a', '59')), 'SUCCESS');
+      assert.equal(await post(app, keyed('a', '12')), 'DROP', 'before the start: late');
+      assert.deepEqual(runs, ['a:57', 'a:58', 'a:59']);
+      assert.deepEqual(lates.map((l) => (l as { sequence: number }).sequence), [12]);
+      // A topic's own option wins over the router's.
+      const strict = appFor(recorder(runs), { orderingStart: 'beginning' }, { orderingStart: 'first-delivered' });
+      assert.equal(await post(strict, keyed('b', '3')), 'RETRY');
+    });
+
+    it('handles an event whose ordering attributes cannot be read in no order, rather than dropping it; one warning', async () => {
       const runs: string[] = [];
       const app = appFor(recorder(runs));
-      assert.equal(await post(app, keyed('a', '01')), 'DROP');
-      assert.equal(await post(app, keyed('a', '-1')), 'DROP');
-      assert.equal(await post(app, keyed('a', 2)), 'DROP');
-      assert.equal(await post(app, keyed('k'.repeat(192), '1')), 'DROP');
-      assert.deepEqual(runs, []);
-      assert.equal(logger.warnings().filter((w) => /malformed ordering/.test(w)).length, 4);
-      assert.equal(await position('a'), undefined);
+      assert.equal(await post(app, keyed('a', '0')), 'SUCCESS');
+      assert.equal(await post(app, keyed('a', '-1')), 'SUCCESS');
+      assert.equal(await post(app, keyed('a', 2)), 'SUCCESS');
+      assert.equal(await post(app, keyed('k'.repeat(192), '1')), 'SUCCESS');
+      assert.deepEqual(runs, ['a:0', 'a:-1', 'a:2', `${'k'.repeat(192)}:1`]);
+      assert.equal(logger.warnings().filter((w) => /ordering attributes cannot be read/.test(w)).length, 1);
+      assert.equal(await position('a'), undefined, 'no key position for them');
+      // Still exactly once: the inbox knows them.
+      assert.equal(await post(app, keyed('a', '-1')), 'SUCCESS');
+      assert.equal(runs.length, 4);
     });
 
     it('answers each keyed entry of a bulk delivery by the rules, in the order they came', async () => {
@@ -344,7 +372,7 @@ for (const kind of testDialects()) {
           { entryId: 'e1', status: 'SUCCESS' },
           { entryId: 'p', status: 'SUCCESS' },
           { entryId: 'e3', status: 'RETRY' },
-          { entryId: 'bad', status: 'DROP' },
+          { entryId: 'bad', status: 'SUCCESS' },
         ],
       });
       const again = await request(app)
@@ -360,7 +388,8 @@ for (const kind of testDialects()) {
       });
       assert.deepEqual(
         runs.filter((r) => r.startsWith('a:')),
-        ['a:1', 'a:2', 'a:3'],
+        ['a:x', 'a:1', 'a:2', 'a:3'],
+        'the entry with an unreadable sequence is handled, in no order',
       );
       assert.deepEqual(
         runs.filter((r) => r.startsWith('plain:')),
@@ -453,6 +482,8 @@ for (const kind of testDialects()) {
       const router = createSubscriptionRouter({ outbox, appApiToken: null });
       assert.throws(() => router.topic('pubsub', 'orders', () => {}, { orderingGapTimeout: -1 }), /orderingGapTimeout/);
       assert.throws(() => router.topic('pubsub', 'orders', () => {}, { orderingGapTimeout: '5' as unknown as number }), /orderingGapTimeout/);
+      assert.throws(() => createSubscriptionRouter({ outbox, orderingStart: 'latest' as 'beginning' }), /orderingStart/);
+      assert.throws(() => router.topic('pubsub', 'orders', () => {}, { orderingStart: '' as 'beginning' }), /orderingStart/);
     });
   });
 }

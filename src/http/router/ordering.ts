@@ -6,10 +6,10 @@
  * - `partitionkey` (CloudEvents Partitioning extension): the ordering key, a string of 1 to 191
  *   characters, and
  * - `sequence` (CloudEvents Sequence extension): the event's place in its key's order, a decimal
- *   string "1", "2", ... (no sign, no leading zero, at most Number.MAX_SAFE_INTEGER).
+ *   string "1", "2", ... (zero-padded is fine; no sign; at most Number.MAX_SAFE_INTEGER).
  * An event with only one of the two is an ordinary delivery (other producers set `partitionkey`
- * for the broker's partitioning alone). An event with both, where either is malformed, is
- * answered DROP with the reason logged: the same bytes would be retried forever.
+ * for the broker's partitioning alone). So is an event with both where either cannot be read
+ * (another producer's sequence scheme, say), with a warning: it is handled, in no order.
  *
  * Per (consumer, key) the inbox's key table keeps L, the last sequence handled or skipped (0
  * before the first), and `waiting_since`; a topic's own `consumer` name is made unique to its
@@ -34,6 +34,8 @@
  *   `orderingGap` event), and s is handled as the next in line. This is how a key gets past an
  *   event nobody delivers any more: lost by the broker, dead-lettered by the sidecar after its
  *   retries, or deleted from the publisher's outbox.
+ *   With `orderingStart: 'first-delivered'`, a key the consumer never handled (no position yet)
+ *   starts at whatever sequence comes first instead of waiting for 1.
  * Keyed deliveries never join a delivery group (group commit): each has its own transaction.
  * A bulk delivery's keyed entries run one at a time, in the order they came.
  *
@@ -54,7 +56,7 @@ import type { CloudEvent } from './types';
 /** What a CloudEvent says about its order. */
 export type Ordering = { kind: 'none' } | { kind: 'malformed'; reason: string } | { kind: 'ordered'; key: string; sequence: number };
 
-const NONE: Ordering = Object.freeze({ kind: 'none' });
+const NONE: { kind: 'none' } = Object.freeze({ kind: 'none' });
 
 /** PostgreSQL's "current transaction is aborted, commands ignored until end of transaction block". */
 const IN_FAILED_TRANSACTION = '25P02';
@@ -67,9 +69,10 @@ export function readOrdering(event: CloudEvent): Ordering {
   if (typeof key !== 'string' || key.length === 0 || key.length > INBOX_KEY_MAX) {
     return { kind: 'malformed', reason: `'partitionkey' must be a string of 1 to ${INBOX_KEY_MAX} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}` };
   }
-  if (typeof sequence !== 'string' || !/^[1-9][0-9]{0,15}$/.test(sequence) || !Number.isSafeInteger(Number(sequence))) {
+  // Zero-padded numbers ("0042") are read too: padding is how numbers are made to sort as text.
+  if (typeof sequence !== 'string' || !/^0*[1-9][0-9]{0,15}$/.test(sequence) || !Number.isSafeInteger(Number(sequence))) {
     const shown = typeof sequence === 'string' ? JSON.stringify(sequence.length > 20 ? `${sequence.slice(0, 20)}...` : sequence) : typeof sequence;
-    return { kind: 'malformed', reason: `'sequence' must be a decimal string of a positive integer (no sign or leading zero, at most ${Number.MAX_SAFE_INTEGER}), got ${shown}` };
+    return { kind: 'malformed', reason: `'sequence' must be a decimal string of a positive integer (no sign, at most ${Number.MAX_SAFE_INTEGER}), got ${shown}` };
   }
   return { kind: 'ordered', key, sequence: Number(sequence) };
 }
@@ -84,6 +87,7 @@ class HeadStopped extends Error {
 /** Runs keyed deliveries by the rules above. */
 export class OrderedDeliveries {
   private warnedUnordered = false;
+  private readonly warnedMalformed = new Set<string>();
   /**
    * The last delivery of each (consumer, key) running or waiting in this process. Deliveries of
    * one key wait here, not on the key's row lock: a waiter there holds a pooled connection, and a
@@ -100,10 +104,18 @@ export class OrderedDeliveries {
 
   /**
    * How a delivery is to be run: 'none' for an ordinary one (also every delivery when the inbox
-   * store keeps no key positions), 'malformed' to DROP it, or its key and sequence.
+   * store keeps no key positions, or whose attributes cannot be read), or its key and sequence.
    */
-  classify(d: Delivery): Ordering {
+  classify(d: Delivery): Exclude<Ordering, { kind: 'malformed' }> {
     const ordering = readOrdering(d.ctx.event);
+    if (ordering.kind === 'malformed') {
+      // Another producer's idea of these attributes: handled, in the order it comes, rather than
+      // dropped (no order can be kept on it, but nothing is lost). Said once per consumer.
+      const first = !this.warnedMalformed.has(d.topic.orderingConsumer);
+      if (first) this.warnedMalformed.add(d.topic.orderingConsumer);
+      this.logger[first ? 'warn' : 'debug'](`an event's ordering attributes cannot be read, so it is handled in no particular order: ${ordering.reason}`, about(d, { consumer: d.topic.consumer }));
+      return NONE;
+    }
     if (ordering.kind === 'none' || this.inbox.store.keys !== undefined) return ordering;
     if (!this.warnedUnordered) {
       this.warnedUnordered = true;
@@ -147,6 +159,11 @@ export class OrderedDeliveries {
           const at = await keys.lock(position, key, tx, now());
           const last = at.lastSequence;
           if (s <= last) return this.behind(d, keys, key, s, tx);
+          // A key this consumer never handled, with orderingStart 'first-delivered': it starts here.
+          if (s > last + 1 && last === 0 && at.waitingSince === null && d.topic.orderingStart === 'first-delivered') {
+            this.logger.debug(`first event of a key this consumer never handled: it starts at sequence ${s}`, about(d, { consumer, key, sequence: s }));
+            return this.head(d, keys, key, s, verdict, tx);
+          }
           if (s > last + 1) {
             const t = now();
             if (at.waitingSince === null) {

@@ -11,7 +11,7 @@ import { resolveAppApiToken } from './api-token';
 import type { InboxBinding } from './delivery';
 import type { GroupLimits } from './delivery-groups';
 import { DEFAULT_ROUTE_PREFIX, normalizeRoute } from './route-paths';
-import { gapTimeoutMs, INBOX_KEY_MAX } from './topic-registration';
+import { checkOrderingStart, gapTimeoutMs, INBOX_KEY_MAX } from './topic-registration';
 
 /** The parts of an Outbox the router uses: its ports, logger and clock. */
 export interface RouterOutbox {
@@ -91,7 +91,19 @@ export interface SubscriptionRouterOptions {
    * `orderingGapTimeout` replaces it.
    */
   orderingGapTimeout?: number;
+  /**
+   * With the inbox, for keyed deliveries: where this consumer starts in a key it has never
+   * handled. 'beginning' (the default): at sequence 1, so a first delivery of sequence 57 waits
+   * for 1 to 56. 'first-delivered': at whatever sequence comes first, for a consumer added to a
+   * topic that already has traffic (it will never get the earlier events), at the price of
+   * dropping, as late, an earlier event that a reordering broker delivers after it. A topic's
+   * own `orderingStart` replaces it.
+   */
+  orderingStart?: OrderingStart;
 }
+
+/** Where a consumer starts in a key it has never handled (see SubscriptionRouterOptions.orderingStart). */
+export type OrderingStart = 'beginning' | 'first-delivered';
 
 export const ROUTER_DEFAULTS = Object.freeze({
   groupCommit: Object.freeze({ maxDeliveries: 100, maxTransactions: 5, maxTransactionsOneWriter: 1 }),
@@ -99,6 +111,7 @@ export const ROUTER_DEFAULTS = Object.freeze({
   maxBulkBodyBytes: 64 * 1024 * 1024,
   routePrefix: DEFAULT_ROUTE_PREFIX,
   orderingGapTimeout: 600,
+  orderingStart: 'beginning' as OrderingStart,
 });
 
 export interface ResolvedRouterOptions {
@@ -114,6 +127,7 @@ export interface ResolvedRouterOptions {
   groupCommit: GroupLimits;
   /** How long a key waits for a missing sequence, milliseconds (a topic may have its own). */
   orderingGapTimeoutMs: number;
+  orderingStart: OrderingStart;
   /** Where `orderingGap` and `orderingLate` are emitted (the outbox), if anywhere. */
   events: Pick<Required<RouterOutbox>, 'emit'> | undefined;
 }
@@ -171,11 +185,13 @@ export function resolveRouterOptions(options: SubscriptionRouterOptions = {}, in
   };
 
   const orderingGapTimeoutMs = gapTimeoutMs('orderingGapTimeout', options.orderingGapTimeout ?? ROUTER_DEFAULTS.orderingGapTimeout, options.orderingGapTimeout);
+  const orderingStart = checkOrderingStart(options.orderingStart ?? ROUTER_DEFAULTS.orderingStart);
 
   return {
     inbox,
     groupCommit,
     orderingGapTimeoutMs,
+    orderingStart,
     events: outbox && typeof outbox.emit === 'function' ? (outbox as Pick<Required<RouterOutbox>, 'emit'>) : undefined,
     transactions: outbox?.transactions ?? inbox?.transactions,
     appApiToken: resolveAppApiToken(options.appApiToken),

@@ -10,7 +10,7 @@ import { errorMessage } from '../../core/logger';
 import { tokenChecker } from './api-token';
 import { readBulk } from './bulk';
 import { isBinaryMode, isBulkEnvelope, jsonBody, readSingleDelivery, readStructured, type Parsed, type ReadEvent } from './cloudevent';
-import { about, answerFor, buildDelivery, invokeHandler, prepareDelivery, validateDelivery, type Delivery, type DeliveryInput } from './delivery';
+import { answerFor, buildDelivery, invokeHandler, prepareDelivery, validateDelivery, type Delivery, type DeliveryInput } from './delivery';
 import { DeliveryGroups } from './delivery-groups';
 import { OrderedDeliveries } from './ordering';
 import { readRequestBody } from './request-body';
@@ -109,7 +109,7 @@ export function subscriptionRouter(options: SubscriptionRouterOptions = {}, inbo
   });
 
   router.topic = function topic<T>(pubsubName: string, name: string, handler: TopicHandler<T>, topicOptions?: TopicOptions): SubscriptionRouter {
-    const t = registerTopic(pubsubName, name, handler as TopicHandler, topicOptions, { routePrefix: opts.routePrefix, consumer: opts.consumer, orderingGapTimeoutMs: opts.orderingGapTimeoutMs });
+    const t = registerTopic(pubsubName, name, handler as TopicHandler, topicOptions, { routePrefix: opts.routePrefix, consumer: opts.consumer, orderingGapTimeoutMs: opts.orderingGapTimeoutMs, orderingStart: opts.orderingStart });
     if (topics.some((x) => x.pubsubName === t.pubsubName && x.topic === t.topic)) {
       throw new OutboxConfigError('topic', `${t.pubsubName}/${t.topic}`, 'must be subscribed once per pubsub (daprd keeps one subscription per topic)');
     }
@@ -185,19 +185,12 @@ async function deliver(input: DeliveryInput, opts: ResolvedRouterOptions, runner
   const d = buildDelivery(input, groups !== undefined);
   if (ordered) {
     const ordering = ordered.classify(d);
-    if (ordering.kind === 'malformed') return dropMalformedOrdering(d, ordering.reason, opts);
     if (ordering.kind === 'ordered') return ordered.deliver(d, ordering, await validateDelivery(d, opts.logger));
   }
   const verdict = await validateDelivery(d, opts.logger);
   if (verdict !== undefined) return verdict;
   if (groups) return groups.submit(d);
   return answerFor(await invokeHandler(d), d, opts.logger);
-}
-
-/** DROP for a keyed event whose key or sequence can never be read. */
-function dropMalformedOrdering(d: Delivery, reason: string, opts: ResolvedRouterOptions): DaprStatus {
-  opts.logger.warn(`dropping a keyed event with a malformed ordering: ${reason}`, about(d, { consumer: d.topic.consumer }));
-  return DROP;
 }
 
 /**
@@ -230,10 +223,6 @@ async function handleBulk(req: IncomingMessage, envelope: unknown, target: Route
     if (ordered) {
       const d = buildDelivery(input, true);
       const ordering = ordered.classify(d);
-      if (ordering.kind === 'malformed') {
-        statuses.push({ entryId: entry.entryId, status: dropMalformedOrdering(d, ordering.reason, opts) });
-        continue;
-      }
       if (ordering.kind === 'ordered') {
         statuses.push({ entryId: entry.entryId, status: RETRY });
         keyed.push({ at: statuses.length - 1, d, key: ordering.key, sequence: ordering.sequence, verdict: await validateDelivery(d, opts.logger) });

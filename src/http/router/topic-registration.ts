@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { OutboxConfigError } from '../../errors';
 import { defaultRoute, defaultRulePath, isDotSegment, normalizeRoute } from './route-paths';
 import type { DaprSubscription, TopicHandler, TopicOptions, TopicValidator } from './types';
+import type { OrderingStart } from './router-options';
 
 /** Dapr's bulk subscriber defaults. */
 export const BULK_DEFAULTS = Object.freeze({ maxMessagesCount: 100, maxAwaitDurationMs: 1000 });
@@ -33,6 +34,8 @@ export interface RegisteredTopic {
   orderingConsumer: string;
   /** How long a key of this topic waits for a missing sequence, milliseconds. */
   orderingGapTimeoutMs: number;
+  /** Where this topic's consumer starts in a key it has never handled. */
+  orderingStart: OrderingStart;
 }
 
 export interface RegistrationDefaults {
@@ -41,6 +44,8 @@ export interface RegistrationDefaults {
   consumer: string | undefined;
   /** The router's `orderingGapTimeout`, milliseconds. */
   orderingGapTimeoutMs: number;
+  /** The router's `orderingStart`. */
+  orderingStart: OrderingStart;
 }
 
 /** Checks the arguments of `router.topic()`; throws OutboxConfigError naming the option. */
@@ -150,13 +155,20 @@ export function registerTopic(
     // The default consumer already names the pubsub and topic.
     orderingConsumer: o.consumer === undefined ? consumer : inboxKey(`${consumer}/${pubsubName}/${topic}`),
     orderingGapTimeoutMs,
+    orderingStart: o.orderingStart === undefined ? defaults.orderingStart : checkOrderingStart(o.orderingStart),
   };
+}
+
+/** `orderingStart`, checked. */
+export function checkOrderingStart(value: unknown): OrderingStart {
+  if (value !== 'beginning' && value !== 'first-delivered') throw new OutboxConfigError('orderingStart', value, "must be 'beginning' or 'first-delivered'");
+  return value;
 }
 
 /** A gap timeout in seconds (> 0, finite), as milliseconds. */
 export function gapTimeoutMs(name: string, value: number, given: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new OutboxConfigError(name, given, 'must be a number of seconds > 0');
-  return Math.max(1, Math.round(value * 1000));
+  if (typeof value !== 'number' || Number.isNaN(value) || value <= 0) throw new OutboxConfigError(name, given, 'must be a number of seconds > 0 (Infinity: never skip)');
+  return value === Infinity ? Infinity : Math.max(1, Math.round(value * 1000));
 }
 
 function isValidator(v: unknown): v is TopicValidator {

@@ -111,6 +111,8 @@ export interface TopicOptions {
    * event before it skips it. Default: the router's `orderingGapTimeout` (600).
    */
   orderingGapTimeout?: number;
+  /** With the inbox: where this topic's consumer starts in a key it has never handled. Default: the router's `orderingStart` ('beginning'). */
+  orderingStart?: 'beginning' | 'first-delivered';
 }
 
 /** One item of `GET /dapr/subscribe`, exactly as daprd reads it. */
