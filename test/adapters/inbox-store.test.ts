@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { runMigrations, SequelizeInboxStore } from '../../src/extend';
 import { inTransaction } from '../../src/adapters/sequelize/transactions';
-import { supportsInsertReturning } from '../../src/adapters/sequelize/inbox-store';
+import { supportsInsertReturning } from '../../src/adapters/sequelize/dialect';
 import { createTestDb, testDialects, type DbKind, type TestDb } from '../support/db';
 
 describe('supportsInsertReturning', () => {

@@ -27,3 +27,11 @@ export function supportsSkipLocked(dialect: SqlDialect, version: string): boolea
   if (/mariadb/i.test(version) || dialect === 'mariadb') return major > 10 || (major === 10 && minor >= 6);
   return major > 8 || (major === 8 && (minor > 0 || patch >= 1));
 }
+
+/** MariaDB 10.5+ has INSERT ... RETURNING; MySQL has none. */
+export function supportsInsertReturning(version: string): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  if (!m || !/mariadb/i.test(version)) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 10 || (major === 10 && minor >= 5);
+}

@@ -1,6 +1,6 @@
 import { QueryTypes, type Sequelize, type Transaction } from 'sequelize';
 import type { InboxKey, InboxKeyStore, InboxPage, InboxPageQuery, InboxStore, KeyPosition } from '../../ports/inbox-store';
-import { dialectOf, quoteIdent, type SqlDialect } from './dialect';
+import { dialectOf, quoteIdent, supportsInsertReturning, type SqlDialect } from './dialect';
 import { prepareConnection, writeGateFor } from './write-gate';
 
 /** Keys per INSERT of recordAll(): 3 parameters each, well under every dialect's limit. */
@@ -183,13 +183,6 @@ export function insertIgnoreReturning(dialect: SqlDialect, table: string, rows: 
   }
 }
 
-/** MariaDB 10.5+ has INSERT ... RETURNING; MySQL has none. */
-export function supportsInsertReturning(version: string): boolean {
-  const m = /^(\d+)\.(\d+)/.exec(version);
-  if (!m || !/mariadb/i.test(version)) return false;
-  const [major, minor] = [Number(m[1]), Number(m[2])];
-  return major > 10 || (major === 10 && minor >= 5);
-}
 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

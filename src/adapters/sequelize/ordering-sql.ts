@@ -49,10 +49,10 @@ export function compareScopes(a: KeyScope, b: KeyScope): number {
  * Reserves `count` sequence numbers per scope, creating the scope's row at its first event, and
  * locks the rows to the end of the transaction; with a count of 0 it only locks them (what a
  * publish does before it moves a scope on). Writers and publishers alike lock their scopes this
- * way, in sortScopes order. PostgreSQL and SQLite answer with the numbers (RETURNING);
- * MySQL/MariaDB read them back with selectPositions.
+ * way, in sortScopes order. PostgreSQL, SQLite and MariaDB 10.5+ (`returning`) answer with the
+ * numbers; MySQL reads them back with selectPositions.
  */
-export function reserveSequences(dialect: SqlDialect, table: string, scopes: ReadonlyArray<KeyScope & { count: number }>, now: number): Query {
+export function reserveSequences(dialect: SqlDialect, table: string, scopes: ReadonlyArray<KeyScope & { count: number }>, now: number, returning = true): Query {
   const t = quoteIdent(dialect, table);
   const params: unknown[] = [];
   for (const s of scopes) params.push(s.pubsubName, s.topic, s.orderingKey, s.count, now);
@@ -61,7 +61,9 @@ export function reserveSequences(dialect: SqlDialect, table: string, scopes: Rea
   // "INSERT INTO" without reading its rows, and the RETURNING rows are the answer here.
   const insert = `INSERT ${dialect === 'sqlite' ? 'OR ABORT ' : ''}INTO ${t} (pubsub_name, topic, ordering_key, last_sequence, next_sequence, modification_time) VALUES ${values}`;
   if (dialect === 'mysql' || dialect === 'mariadb') {
-    return { sql: `${insert} ON DUPLICATE KEY UPDATE last_sequence = last_sequence + VALUES(last_sequence), modification_time = VALUES(modification_time)`, params };
+    // MariaDB's RETURNING gives the rows as the UPDATE left them.
+    const answer = returning ? ' RETURNING pubsub_name, topic, ordering_key, last_sequence, next_sequence' : '';
+    return { sql: `${insert} ON DUPLICATE KEY UPDATE last_sequence = last_sequence + VALUES(last_sequence), modification_time = VALUES(modification_time)${answer}`, params };
   }
   return {
     sql:
@@ -71,7 +73,7 @@ export function reserveSequences(dialect: SqlDialect, table: string, scopes: Rea
   };
 }
 
-/** The scopes' rows (MySQL/MariaDB, after reserveSequences locked them). */
+/** The scopes' rows (MySQL, after reserveSequences locked them). */
 export function selectPositions(dialect: SqlDialect, table: string, scopes: readonly KeyScope[]): Query {
   const params: unknown[] = [];
   for (const s of scopes) params.push(s.pubsubName, s.topic, s.orderingKey);

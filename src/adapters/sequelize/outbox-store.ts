@@ -13,7 +13,7 @@ import type {
   RepublishFilter,
 } from '../../ports/outbox-store';
 import type { OutboxMessage } from '../../ports/publisher';
-import { dialectOf, supportsSkipLocked, type SqlDialect } from './dialect';
+import { dialectOf, supportsInsertReturning, supportsSkipLocked, type SqlDialect } from './dialect';
 import { inTransaction } from './transactions';
 import { prepareConnection, writeGateFor, type WriteGate } from './write-gate';
 import * as sql from './outbox-sql';
@@ -45,7 +45,7 @@ const LOCK_CONFLICT_ATTEMPTS = 6;
 export class SequelizeOutboxStore implements OutboxStore {
   readonly dialect: SqlDialect;
   private readonly gate: WriteGate;
-  private skipLocked: Promise<boolean> | undefined;
+  private version: Promise<string> | undefined;
   private claims = 0;
 
   constructor(
@@ -105,12 +105,12 @@ export class SequelizeOutboxStore implements OutboxStore {
    */
   private async lockScopes(scopes: ReadonlyArray<KeyScope & { count: number }>, tx: Transaction, now: number): Promise<Map<string, KeyPosition>> {
     const positions = new Map<string, KeyPosition>();
-    const mysql = this.dialect === 'mysql' || this.dialect === 'mariadb';
+    const returning = await this.insertReturning();
     for (let i = 0; i < scopes.length; i += SCOPES_PER_STATEMENT) {
       const chunk = scopes.slice(i, i + SCOPES_PER_STATEMENT);
-      const q = reserveSequences(this.dialect, this.keysTable, chunk, now);
+      const q = reserveSequences(this.dialect, this.keysTable, chunk, now, returning);
       let rows: Array<Record<string, unknown>>;
-      if (mysql) {
+      if (!returning) {
         await this.exec(q, tx);
         const p = selectPositions(this.dialect, this.keysTable, chunk);
         rows = (await this.sequelize.query(p.sql, { replacements: p.params, type: QueryTypes.SELECT, transaction: tx })) as Array<Record<string, unknown>>;
@@ -442,16 +442,28 @@ export class SequelizeOutboxStore implements OutboxStore {
 
   /** Whether claims use SKIP LOCKED; asked of the server once. */
   usesSkipLocked(): Promise<boolean> {
-    if (!this.skipLocked) {
-      this.skipLocked = (async () => {
-        if (this.dialect === 'sqlite') return false;
-        if (this.dialect === 'postgres') return true;
+    if (this.dialect === 'sqlite') return Promise.resolve(false);
+    if (this.dialect === 'postgres') return Promise.resolve(true);
+    return this.serverVersion().then((v) => supportsSkipLocked(this.dialect, v));
+  }
+
+  /** Whether an INSERT ... ON DUPLICATE KEY UPDATE can answer with RETURNING (MariaDB 10.5+). */
+  private insertReturning(): Promise<boolean> {
+    if (this.dialect !== 'mysql' && this.dialect !== 'mariadb') return Promise.resolve(true);
+    return this.serverVersion().then(supportsInsertReturning);
+  }
+
+  /** The MySQL/MariaDB server's version text, asked once. */
+  private serverVersion(): Promise<string> {
+    if (!this.version) {
+      this.version = (async () => {
         await prepareConnection(this.sequelize);
         const [row] = (await this.sequelize.query('SELECT VERSION() AS v', { type: QueryTypes.SELECT, transaction: null })) as Array<{ v: string }>;
-        return supportsSkipLocked(this.dialect, String(row?.v ?? ''));
+        return String(row?.v ?? '');
       })();
+      this.version.catch(() => (this.version = undefined));
     }
-    return this.skipLocked;
+    return this.version;
   }
 
   private quoted(): string {
