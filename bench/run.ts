@@ -1,5 +1,5 @@
 /**
- * `npm run bench` (full, <= 12 minutes on the 2-core machine) and `npm run bench -- --quick`
+ * `npm run bench` (full, <= 13 minutes on the 2-core machine) and `npm run bench -- --quick`
  * (tiny sizes, <= 60 s, every figure computed, none judged: a CI smoke run).
  *
  * Options: --quick; --only=1,3 (figures to run); --no-sqlite (MariaDB only).

@@ -12,7 +12,7 @@ export interface BenchContext {
   log(line: string): void;
   /**
    * Epoch ms by which this figure should be done: rounds past the minimum are skipped after it.
-   * The budgets add up to under 12 minutes on the 2-core machine when it is quiet.
+   * The budgets add up to under 13 minutes on the 2-core machine when it is quiet.
    */
   until: number;
 }
