@@ -94,7 +94,7 @@ export class RetryByDatabase {
 
     const lanes: Array<Promise<void>> = [];
     // `batch.report` emits the batch's events: called once its transaction has committed.
-    const send = async (rows: OutboxRecord[], batch: { report?: () => void }): Promise<LockedBatchOutcome> => {
+    const send = async (rows: OutboxRecord[], batch: { report?: () => void; movedKeys?: boolean }): Promise<LockedBatchOutcome> => {
       // A full batch says there is more: the second lane starts locking the next one.
       if (rows.length === size && lanes.length < LANES) lanes.push(lane());
       const mine = turn.then(async () => {
@@ -107,12 +107,15 @@ export class RetryByDatabase {
       turn = mine.catch(() => undefined);
       const outcome = await mine;
       batch.report = outcome.report;
+      // Keyed rows published: the next event of each of their keys is due once this commits.
+      const published = new Set(outcome.published);
+      batch.movedKeys = rows.some((r) => r.orderingKey != null && published.has(r.id));
       return outcome;
     };
     const lane = async (): Promise<void> => {
       while (!drained && !brokerDown && !this.halted()) {
         let locked: number | null;
-        const batch: { report?: () => void } = {};
+        const batch: { report?: () => void; movedKeys?: boolean } = {};
         try {
           locked = await store.relayLocked!(size, this.ctx.clock.now(), (rows) => send(rows, batch));
         } catch (err) {
@@ -126,7 +129,9 @@ export class RetryByDatabase {
         }
         // Committed: the events of its outcome may go out now.
         batch.report?.();
-        if (locked < size) {
+        // A short batch is the end of what is due, unless it moved keys on: their next events
+        // became due with it, and a key's backlog goes out one event per batch.
+        if (locked < size && !batch.movedKeys) {
           drained = true;
           return;
         }
