@@ -23,8 +23,9 @@ export function bulkEntryBytes(m: OutboxMessage): number {
  * Hands messages to the publisher: grouped by pubsub and topic, in bulk calls of at most
  * `batchSize` messages and `maxBatchBytes` (see bulkEntryBytes) where the publisher has a bulk
  * API and a group has more than one message, one by one otherwise. A message larger than the
- * byte budget on its own goes alone, and so does every keyed event. A bulk call the broker refuses as too large (413) is split
- * in halves until it fits, so that only a message too large by itself fails, and fails alone.
+ * byte budget on its own goes alone, and so does every keyed event. A bulk call the broker
+ * refuses as too large (413) is split in halves until it fits, so that only a message too large
+ * by itself fails, and fails alone.
  * Never throws: every message ends in `published` or `failed`.
  */
 export async function sendMessages(

@@ -183,7 +183,6 @@ export function insertIgnoreReturning(dialect: SqlDialect, table: string, rows: 
   }
 }
 
-
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -165,7 +165,7 @@ export function checkOrderingStart(value: unknown): OrderingStart {
   return value;
 }
 
-/** A gap timeout in seconds (> 0, finite), as milliseconds. */
+/** A gap timeout in seconds (> 0; Infinity: never skip), as milliseconds. */
 export function gapTimeoutMs(name: string, value: number, given: unknown): number {
   if (typeof value !== 'number' || Number.isNaN(value) || value <= 0) throw new OutboxConfigError(name, given, 'must be a number of seconds > 0 (Infinity: never skip)');
   return value === Infinity ? Infinity : Math.max(1, Math.round(value * 1000));
