@@ -151,7 +151,8 @@ for (const kind of testDialects()) {
           assert.deepEqual(sequences, key === POISON.key ? all.filter((n) => n !== POISON.sequence) : all, `${consumer}, ${key}: handled in sequence`);
         }
         assert.equal(mine.filter((r) => r.k === null && r.note === `${consumer}:unkeyed`).length, unkeyed, `${consumer}: unkeyed events unaffected`);
-        assert.equal(stubbornFailures.get(consumer), STUBBORN.failures + 1, `${consumer}: the stubborn event was tried until it succeeded`);
+        // Its forced failures, then attempts until one passes the random failures too.
+        assert.ok(stubbornFailures.get(consumer)! > STUBBORN.failures, `${consumer}: the stubborn event was tried until it succeeded`);
       }
 
       // The faults did happen: publishes failed, deliveries came back late, the handler failed.
