@@ -3,6 +3,7 @@ import type { Sequelize, Transaction } from 'sequelize';
 import { OutboxError } from '../../errors';
 import { commitTransaction } from './commit';
 import { dialectOf, quoteIdent, type SqlDialect } from './dialect';
+import { eventIdIndex } from './outbox-sql';
 
 /** Table names the migrations and stores use. */
 export interface TableNames {
@@ -98,7 +99,7 @@ export const migrations: readonly Migration[] = [
   tracestate VARCHAR(512) NULL,
   last_error ${t.text} NULL
 )${engine}`,
-        `CREATE UNIQUE INDEX ${q(`ux_${tables.outbox}_event_id`)} ON ${table} (event_id)`,
+        `CREATE UNIQUE INDEX ${q(eventIdIndex(tables.outbox))} ON ${table} (event_id)`,
         // The claim query reads `next_attempt_time <= now ORDER BY next_attempt_time`; published and
         // terminal rows have NULL there, so the index holds only live work however large the table.
         `CREATE INDEX ${q(`ix_${tables.outbox}_next_attempt`)} ON ${table} (next_attempt_time)`,
