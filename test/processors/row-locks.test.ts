@@ -1,6 +1,7 @@
 /**
  * A statement that writes rows by id locks those rows and no other, however small the table: a
- * claim with SKIP LOCKED running while it is open still finds every other due row. (On a small
+ * claim with SKIP LOCKED running while it is open still finds every other due row. And a claim
+ * locks no gap (READ COMMITTED), so marks do not wait for it. (On a small
  * table MariaDB would rather read the whole table than seek each id, and under REPEATABLE READ
  * the write then keeps a lock on every row it read: the pipelined relay's claim, made while the
  * previous batch's mark ran, came back empty with rows due.)
@@ -34,7 +35,7 @@ const statements: Array<{ name: string; rows: SeedRow; statement: Statement }> =
 ];
 
 for (const kind of serverDialects()) {
-  describe(`processors: writes by id lock only their rows (${kind})`, () => {
+  describe(`processors: the relay's writes lock only their rows (${kind})`, () => {
     let db: TestDb;
     let h: Harness;
 
@@ -72,6 +73,44 @@ for (const kind of serverDialects()) {
         assert.deepEqual(claimed, due.slice(0, 10), 'the 10 oldest due rows, none skipped');
       });
     }
+
+    // On PostgreSQL the claim is one statement; on MySQL and MariaDB a transaction: SELECT ... FOR
+    // UPDATE SKIP LOCKED, then the UPDATE.
+    if (kind === 'mysql') it('a claim in progress locks no gap: a mark of other rows goes through meanwhile', async () => {
+      const now = h.clock.now();
+      const marked = await seedRows(h.outbox, 5, { ...held, nextAttemptTime: now + 60_000, lockedUntil: now + 60_000 }, now);
+      const due = await seedRows(h.outbox, 20, (i) => ({ nextAttemptTime: now - 1_000 + i }), now);
+      // The claim stops after its UPDATE, its transaction open, until `letGo`.
+      let letGo!: () => void;
+      const gate = new Promise<void>((resolve) => (letGo = resolve));
+      let paused!: () => void;
+      const reached = new Promise<void>((resolve) => (paused = resolve));
+      const store = h.store as unknown as { exec: (q: sql.Query, tx: unknown, gated?: boolean) => Promise<number> };
+      const exec = store.exec.bind(store);
+      store.exec = async (q, tx, gated) => {
+        const n = await exec(q, tx, gated);
+        if (tx && /SET state = 1, lock_owner/.test(q.sql)) {
+          paused();
+          await gate;
+        }
+        return n;
+      };
+      const claim = h.store.claimDue(10, now, 'relay-a', now + 30_000);
+      await reached;
+      try {
+        // The mark writes NULL into next_attempt_time: the gap before the first due row, which a
+        // claim under REPEATABLE READ holds locked to its COMMIT.
+        const mark = await Promise.race([
+          h.store.markPublished(marked, now).then(() => 'marked'),
+          new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 10_000).unref()),
+        ]);
+        assert.equal(mark, 'marked', 'the mark waited for the claim');
+      } finally {
+        letGo();
+      }
+      assert.deepEqual((await claim).map((r) => r.id), due.slice(0, 10));
+      assert.ok((await h.store.find(marked)).every((r) => r.state === EventState.Published));
+    });
   });
 }
 

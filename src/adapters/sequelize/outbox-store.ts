@@ -25,19 +25,23 @@ const CHUNK = 500;
 const SCOPES_PER_STATEMENT = 200;
 
 /**
- * The transactions that move keys on hold their scopes' row locks from the start, so they need no
- * more than READ COMMITTED; under REPEATABLE READ, MariaDB would lock every row its statements
- * examine (on a small table it scans rather than seeks), rows other writers hold, and deadlock.
+ * READ COMMITTED, for the transactions that lock the rows they work on first and read nothing else
+ * that matters: the claim (SELECT ... FOR UPDATE SKIP LOCKED, then its UPDATE) and the moves of
+ * ordering keys. Under REPEATABLE READ, MariaDB also locks the gaps and every row a statement
+ * examines: a claim locked the gap after the last due row, where every other claim and mark
+ * writes its new next_attempt_time, and a key move locked rows other writers held (on a small
+ * table it scans rather than seeks) and deadlocked.
  */
-const MOVE_ISOLATION = { isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED };
+const ROW_LOCKS_ONLY = { isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED };
 
 /**
- * How often a claim or mark is tried when the database ends it as a lock-conflict victim. Claims
- * that reach the end of the due rows lock the gap there, which is where every claim and mark
- * writes its new next_attempt_time, so with several relays InnoDB picks a victim now and then
- * (3 relays draining 30 backlogs of 100 rows in batches of 5: a deadlock in about one run of
- * four). The statement or transaction was rolled back whole, so running it again is safe; only a
- * conflict that keeps coming is reported.
+ * How often a claim or mark is tried when the database ends it as a lock-conflict victim. Relays
+ * meet on the next_attempt_time index all the time (a claim moves its rows' entries there, and a
+ * claim that meets an entry another claim moved waits for that claim's COMMIT), so with several
+ * relays InnoDB picks a victim now and then (under REPEATABLE READ, 3 relays draining 30 backlogs
+ * of 100 rows in batches of 5: a deadlock in about one run of four). The statement or
+ * transaction was rolled back whole, so running it again is safe; only a conflict that keeps
+ * coming is reported.
  */
 const LOCK_CONFLICT_ATTEMPTS = 6;
 
@@ -188,7 +192,7 @@ export class SequelizeOutboxStore implements OutboxStore {
           await this.exec(sql.markPublished(this.dialect, this.table, rows.map((r) => r.id), now), tx);
           return this.moveKeysOn(rows, positions, tx, owner, leaseUntil, now);
         },
-        MOVE_ISOLATION,
+        ROW_LOCKS_ONLY,
       ),
     );
   }
@@ -213,7 +217,7 @@ export class SequelizeOutboxStore implements OutboxStore {
         if (rows.length === 0) return [];
         await this.exec(sql.markClaimedByRowIds(this.dialect, this.table, rows.map((r) => r.rowId), owner, leaseUntil, now), tx);
         return rows.map((r) => ({ ...r, state: 1 as EventState, lockOwner: owner, lockedUntil: leaseUntil, nextAttemptTime: leaseUntil, timesSent: r.timesSent + 1, rowVersion: r.rowVersion + 1, modificationTime: now }));
-      });
+      }, ROW_LOCKS_ONLY);
     }
     // Without SKIP LOCKED each claim stamps its own token, so concurrent claimers never share rows.
     const token = `${owner}#${++this.claims}`;
@@ -397,7 +401,7 @@ export class SequelizeOutboxStore implements OutboxStore {
         }
         await this.moveKeysOn(gone, positions, tx, null, now, now);
         return deleted;
-      }, MOVE_ISOLATION),
+      }, ROW_LOCKS_ONLY),
     );
   }
 
