@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Sequelize } from 'sequelize';
 import { OutboxConfigError } from './errors';
+import { checkTableName } from './core/options';
 import { OutboxEngine, type EngineOptions } from './core/outbox-engine';
 import type { Publisher } from './ports/publisher';
 import { resolveTableNames, runMigrations, type TableNames } from './adapters/sequelize/migrations';
@@ -109,11 +110,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
     setWriteWait(sequelize, options.writeLockWait * 1000);
   }
   const tables: TableNames = resolveTableNames(options.tables);
-  for (const [key, name] of Object.entries(tables)) {
-    if (typeof name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
-      throw new OutboxConfigError(`tables.${key}`, name, 'must be an identifier of letters, digits and _ (at most 63 characters)');
-    }
-  }
+  for (const [key, name] of Object.entries(tables)) checkTableName(name, `tables.${key}`, key === 'outbox' || key === 'inbox');
   return new Outbox(options, {
     outbox: new SequelizeOutboxStore(sequelize, tables.outbox, tables.outboxKeys),
     inbox: new SequelizeInboxStore(sequelize, tables.inbox, tables.inboxKeys),

@@ -120,6 +120,24 @@ export const MAX_PUBSUB_NAME_LENGTH = 255;
  */
 export const MAX_INSTANCE_ID_LENGTH = 80;
 
+/**
+ * Longest name of the outbox and inbox tables. The migrations name indexes after them
+ * (`ix_<table>_state_modified` is the longest, 18 characters more), and MySQL allows 64 characters
+ * in a name, PostgreSQL 63 (it cuts longer ones short, so two indexes could get the same name).
+ * The other tables (migrations, keys) have no index of their own but PostgreSQL's `<table>_pkey`:
+ * 58.
+ */
+export const MAX_TABLE_NAME_LENGTH = 45;
+const MAX_UNINDEXED_TABLE_NAME_LENGTH = 58;
+
+/** Throws OutboxConfigError unless `value` is a table name the migrations can build on. */
+export function checkTableName(value: unknown, option: string, indexed = true): asserts value is string {
+  const max = indexed ? MAX_TABLE_NAME_LENGTH : MAX_UNINDEXED_TABLE_NAME_LENGTH;
+  if (typeof value !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(value) || value.length > max) {
+    throw new OutboxConfigError(option, value, `must be an identifier of letters, digits and _, at most ${max} characters${indexed ? ' (index names are built from it)' : ''}`);
+  }
+}
+
 /** Throws OutboxConfigError unless `value` is a pubsub name the outbox table can hold. */
 export function checkPubsubName(value: unknown, option = 'pubsubName'): asserts value is string {
   if (typeof value !== 'string' || value.trim() === '') throw new OutboxConfigError(option, value, 'must be a non-empty string');

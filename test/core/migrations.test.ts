@@ -58,5 +58,24 @@ for (const kind of testDialects()) {
       assert.equal((await outbox.stats()).published, 1);
       await outbox.close();
     });
+
+    it('takes the longest table names it accepts, and every index of theirs gets a name of its own', async () => {
+      const outboxName = `o${'x'.repeat(44)}`;
+      const inboxName = `i${'x'.repeat(44)}`;
+      const outbox = createOutbox({ sequelize: db.sequelize, publisher: new RecordingPublisher(), tables: { outbox: outboxName, inbox: inboxName, migrations: `m${'x'.repeat(57)}` } });
+      await outbox.migrate();
+      await outbox.bus.publish({ id: 'e-long', topic: 'plain' });
+      await outbox.drain();
+      assert.equal((await outbox.stats()).published, 1);
+      await outbox.close();
+      const indexes = new Set<string>();
+      for (const table of [outboxName, inboxName]) {
+        for (const ix of (await db.sequelize.getQueryInterface().showIndex(table)) as Array<{ name: string }>) indexes.add(ix.name);
+      }
+      for (const name of [`ux_${outboxName}_event_id`, `ix_${outboxName}_next_attempt`, `ix_${outboxName}_state_modified`, `ix_${outboxName}_ordering`, `ix_${inboxName}_handled`]) {
+        assert.ok(indexes.has(name), `${name} among ${[...indexes].join(', ')}`);
+      }
+      assert.throws(() => createOutbox({ sequelize: db.sequelize, publisher: new RecordingPublisher(), tables: { outbox: `o${'x'.repeat(45)}` } }), /tables\.outbox must be an identifier of letters, digits and _, at most 45 characters/);
+    });
   });
 }

@@ -4,6 +4,7 @@
  */
 import { OutboxConfigError } from '../../errors';
 import { consoleLogger, type Logger } from '../../core/logger';
+import { checkTableName } from '../../core/options';
 import type { OutboxEventMap } from '../../core/events';
 import type { InboxStore } from '../../ports/inbox-store';
 import type { TransactionPort } from '../../ports/transactions';
@@ -146,9 +147,7 @@ export function resolveRouterOptions(options: SubscriptionRouterOptions = {}, in
     throw new OutboxConfigError('sequelize', 'another instance', "must be the outbox's own Sequelize instance when both are given");
   }
   if (options.inbox !== undefined && typeof options.inbox !== 'boolean') throw new OutboxConfigError('inbox', options.inbox, 'must be a boolean');
-  if (options.inboxTable !== undefined && (typeof options.inboxTable !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(options.inboxTable))) {
-    throw new OutboxConfigError('inboxTable', options.inboxTable, 'must be an identifier of letters, digits and _ (at most 63 characters)');
-  }
+  if (options.inboxTable !== undefined) checkTableName(options.inboxTable, 'inboxTable');
   if (options.consumer !== undefined && (typeof options.consumer !== 'string' || options.consumer === '' || options.consumer.length > INBOX_KEY_MAX - 2)) {
     throw new OutboxConfigError('consumer', options.consumer, `must be a non-empty string of at most ${INBOX_KEY_MAX - 2} characters`);
   }
