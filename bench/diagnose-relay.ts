@@ -18,13 +18,26 @@ import { QueryTypes } from 'sequelize';
 import { createOutbox, DaprPublisher } from '../src';
 import { silentLogger } from '../src/extend';
 import { sendMessages } from '../src/core/send';
-import { createBenchDb } from './support/db';
+import { createBenchDb, type BenchDb } from './support/db';
 import { EmulatorProcess } from './support/emulator';
 import { summarizeProfile, type Profile } from './support/profile';
 import { countPublished, pendingRowsSql } from './support/rows';
 import { internalsOf } from './support/services';
 
 const TABLE = 'integration_event_log';
+
+/** An outbox publishing to the emulator, and `reset`, which makes its table a backlog of n pending rows again. */
+async function backlogOutbox(db: BenchDb, emu: EmulatorProcess, n: number, retryBatchSize?: number) {
+  const o = createOutbox({ sequelize: db.sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), logger: silentLogger, retryBatchSize });
+  await o.migrate();
+  const rows = pendingRowsSql(db.sequelize, TABLE, n);
+  const reset = async () => {
+    await db.sequelize.query(`TRUNCATE TABLE ${TABLE}`);
+    for (const sql of rows) await db.sequelize.query(sql);
+    await emu.clearRecords();
+  };
+  return { o, reset };
+}
 
 async function main(): Promise<void> {
   const n = Number(process.argv[2] ?? 30_000);
@@ -43,14 +56,7 @@ async function main(): Promise<void> {
   const emu = await EmulatorProcess.start('users');
   try {
     for (const retryBatchSize of [100, 1000]) {
-      const o = createOutbox({ sequelize: db.sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), logger: silentLogger, retryBatchSize });
-      await o.migrate();
-      const rows = pendingRowsSql(db.sequelize, TABLE, n);
-      const reset = async () => {
-        await db.sequelize.query(`TRUNCATE TABLE ${TABLE}`);
-        for (const sql of rows) await db.sequelize.query(sql);
-        await emu.clearRecords();
-      };
+      const { o, reset } = await backlogOutbox(db, emu, n, retryBatchSize);
 
       await reset();
       for (const k of Object.keys(statements)) delete statements[k];
@@ -106,14 +112,7 @@ async function profileDrain(n: number): Promise<void> {
   const session = new Session();
   session.connect();
   try {
-    const o = createOutbox({ sequelize: db.sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), logger: silentLogger });
-    await o.migrate();
-    const rows = pendingRowsSql(db.sequelize, TABLE, n);
-    const reset = async () => {
-      await db.sequelize.query(`TRUNCATE TABLE ${TABLE}`);
-      for (const sql of rows) await db.sequelize.query(sql);
-      await emu.clearRecords();
-    };
+    const { o, reset } = await backlogOutbox(db, emu, n);
     const profiled = async (side: string, run: () => Promise<void>, prepare?: () => Promise<void>) => {
       await reset();
       await prepare?.();
