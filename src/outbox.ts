@@ -1,7 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Sequelize } from 'sequelize';
 import { OutboxConfigError } from './errors';
-import { checkTableName } from './core/options';
+import { checkTableName, maxIndexedTableName } from './core/options';
 import { OutboxEngine, type EngineOptions } from './core/outbox-engine';
 import type { Publisher } from './ports/publisher';
 import { resolveTableNames, runMigrations, type TableNames } from './adapters/sequelize/migrations';
@@ -110,7 +110,8 @@ export function createOutbox(options: OutboxOptions): Outbox {
     setWriteWait(sequelize, options.writeLockWait * 1000);
   }
   const tables: TableNames = resolveTableNames(options.tables);
-  for (const [key, name] of Object.entries(tables)) checkTableName(name, `tables.${key}`, key === 'outbox' || key === 'inbox');
+  const indexedMax = maxIndexedTableName(sequelize.getDialect());
+  for (const [key, name] of Object.entries(tables)) checkTableName(name, `tables.${key}`, key === 'outbox' || key === 'inbox' ? indexedMax : undefined);
   return new Outbox(options, {
     outbox: new SequelizeOutboxStore(sequelize, tables.outbox, tables.outboxKeys),
     inbox: new SequelizeInboxStore(sequelize, tables.inbox, tables.inboxKeys),

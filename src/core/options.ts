@@ -120,21 +120,24 @@ export const MAX_PUBSUB_NAME_LENGTH = 255;
  */
 export const MAX_INSTANCE_ID_LENGTH = 80;
 
-/**
- * Longest name of the outbox and inbox tables. The migrations name indexes after them
- * (`ix_<table>_state_modified` is the longest, 18 characters more), and MySQL allows 64 characters
- * in a name, PostgreSQL 63 (it cuts longer ones short, so two indexes could get the same name).
- * The other tables (migrations, keys) have no index of their own but PostgreSQL's `<table>_pkey`:
- * 58.
- */
-export const MAX_TABLE_NAME_LENGTH = 45;
-const MAX_UNINDEXED_TABLE_NAME_LENGTH = 58;
+/** Longest table name in general: PostgreSQL's limit, and portable. */
+const MAX_TABLE_NAME_LENGTH = 63;
 
-/** Throws OutboxConfigError unless `value` is a table name the migrations can build on. */
-export function checkTableName(value: unknown, option: string, indexed = true): asserts value is string {
-  const max = indexed ? MAX_TABLE_NAME_LENGTH : MAX_UNINDEXED_TABLE_NAME_LENGTH;
+/**
+ * Longest name of the outbox and inbox tables on a database (a Sequelize dialect name). Their key
+ * tables are named `<table>_keys` (58 leaves those 63), and the migrations name indexes after
+ * them, `ix_<table>_state_modified` the longest at 18 characters more: MySQL and MariaDB refuse
+ * names past 64 characters (46), and PostgreSQL cuts names past 63 short, so that past 58 two of
+ * the indexes would get the same name.
+ */
+export function maxIndexedTableName(dialect: string): number {
+  return dialect === 'mysql' || dialect === 'mariadb' ? 64 - 18 : MAX_TABLE_NAME_LENGTH - '_keys'.length;
+}
+
+/** Throws OutboxConfigError unless `value` is a table name of at most `max` letters, digits and _. */
+export function checkTableName(value: unknown, option: string, max = MAX_TABLE_NAME_LENGTH): asserts value is string {
   if (typeof value !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(value) || value.length > max) {
-    throw new OutboxConfigError(option, value, `must be an identifier of letters, digits and _, at most ${max} characters${indexed ? ' (index names are built from it)' : ''}`);
+    throw new OutboxConfigError(option, value, `must be an identifier of letters, digits and _, at most ${max} characters${max < MAX_TABLE_NAME_LENGTH ? ' on this database (the names of its indexes and key table are built from it)' : ''}`);
   }
 }
 
