@@ -28,9 +28,9 @@ const SCOPES_PER_STATEMENT = 200;
  * READ COMMITTED, for the transactions that lock the rows they work on first and read nothing else
  * that matters: the claim (SELECT ... FOR UPDATE SKIP LOCKED, then its UPDATE) and the moves of
  * ordering keys. Under REPEATABLE READ, MariaDB also locks the gaps and every row a statement
- * examines: a claim locked the gap after the last due row, where every other claim and mark
- * writes its new next_attempt_time, and a key move locked rows other writers held (on a small
- * table it scans rather than seeks) and deadlocked.
+ * examines: a claim locked the gaps around the due rows it read, where marks write their NULL
+ * next_attempt_time and other claims their leases' times, and a key move locked rows other
+ * writers held (on a small table it scans rather than seeks) and deadlocked.
  */
 const ROW_LOCKS_ONLY = { isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED };
 
