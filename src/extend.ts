@@ -11,7 +11,7 @@
  * ```
  */
 export type { Publisher, OutboxMessage, BulkPublishResult } from './ports/publisher';
-export { EventState, type OutboxStore, type OutboxRecord, type OutboxStats, type OutboxOverview, type RepublishFilter, type ReleaseOptions, type LockedBatchOutcome, type FailedMark, type StoreTransaction } from './ports/outbox-store';
+export { EventState, type OutboxStore, type OutboxRecord, type OutboxStats, type OutboxOverview, type RepublishFilter, type ReleaseOptions, type LockedBatchOutcome, type RelayLockedOptions, type FailedMark, type StoreTransaction } from './ports/outbox-store';
 export type { InboxKey, InboxKeyStore, InboxStore, KeyPosition } from './ports/inbox-store';
 export type { EventPageQuery, EventPage, OutboxRowSummary } from './ports/outbox-store';
 export type { InboxEntry, InboxPage, InboxPageQuery } from './ports/inbox-store';

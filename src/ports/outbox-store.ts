@@ -138,10 +138,16 @@ export interface OutboxStore {
    * the outcome it returns: Published, or failed with the next attempt time (null: terminal).
    * Each row written counts one attempt; a row `send` leaves out is left as it was, uncounted.
    * One UPDATE per row, and no lease: if the process dies, the transaction rolls back and the
-   * rows are due again. Resolves with how many rows were locked, or null where the database has
-   * no SKIP LOCKED (the relay then claims with leases through `claimDue`).
+   * rows are due again; if it freezes, `options.idleLimit` bounds how long its locks last.
+   * Resolves with how many rows were locked, or null where the database has no SKIP LOCKED (the
+   * relay then claims with leases through `claimDue`).
    */
-  relayLocked?(limit: number, now: number, send: (rows: OutboxRecord[]) => Promise<LockedBatchOutcome>): Promise<number | null>;
+  relayLocked?(
+    limit: number,
+    now: number,
+    send: (rows: OutboxRecord[]) => Promise<LockedBatchOutcome>,
+    options?: RelayLockedOptions,
+  ): Promise<number | null>;
   /**
    * Gives rows `owner` holds back to the processors, due at once. With `undoAttempt`, the attempt
    * their claim counted is taken back (they were never handed to the publisher).
@@ -173,6 +179,16 @@ export interface OutboxStore {
    * differ). A store without it leaves the core on the process clock.
    */
   currentTime?(): Promise<number>;
+}
+
+export interface RelayLockedOptions {
+  /**
+   * Seconds the transaction may sit idle (waiting for `send`) before the database ends its
+   * connection, which rolls it back and frees its rows for other relays: what a lease is to
+   * `claimDue`, for a process that freezes while its batch is out. Unset: the database's own
+   * idle limit, if any.
+   */
+  readonly idleLimit?: number;
 }
 
 /** What `relayLocked`'s sender did with the rows it was given. */

@@ -117,11 +117,16 @@ export function countClaims(harness: Harness): number[] {
     return rows;
   };
   const relayLocked = harness.store.relayLocked.bind(harness.store);
-  harness.store.relayLocked = (limit, now, send) =>
-    relayLocked(limit, now, (rows) => {
-      claims.push(rows.length);
-      return send(rows);
-    });
+  harness.store.relayLocked = (limit, now, send, options) =>
+    relayLocked(
+      limit,
+      now,
+      (rows) => {
+        claims.push(rows.length);
+        return send(rows);
+      },
+      options,
+    );
   return claims;
 }
 

@@ -160,6 +160,33 @@ export function selectDueForUpdate(dialect: SqlDialect, table: string, limit: nu
   };
 }
 
+/**
+ * Bounds how long the locked relay's transaction may sit idle while its batch is out at the
+ * broker: if the process freezes (a stopped VM, a partition that leaves its connection open), the
+ * database ends the connection after `seconds` and the row locks go with it, as a lease runs out.
+ * PostgreSQL scopes the setting to the transaction; MySQL and MariaDB keep the session's value
+ * aside for `idleLimitOff`. SQLite has no row locks: nothing to bound.
+ */
+export function idleLimitOn(dialect: SqlDialect, seconds: number): Query | null {
+  const s = Math.max(1, Math.ceil(seconds));
+  switch (dialect) {
+    case 'postgres':
+      return { sql: `SET LOCAL idle_in_transaction_session_timeout = ${s * 1000}`, params: [] };
+    case 'mysql':
+    case 'mariadb':
+      // wait_timeout, which MySQL and MariaDB both have, governs every wait for the next
+      // statement, in a transaction or not: it is put back before COMMIT.
+      return { sql: `SET @outbox_wait_timeout = @@SESSION.wait_timeout, SESSION wait_timeout = ${s}`, params: [] };
+    default:
+      return null;
+  }
+}
+
+/** Puts back what `idleLimitOn` changed for the session (MySQL and MariaDB). */
+export function idleLimitOff(dialect: SqlDialect): Query | null {
+  return dialect === 'mysql' || dialect === 'mariadb' ? { sql: 'SET SESSION wait_timeout = @outbox_wait_timeout', params: [] } : null;
+}
+
 export function markClaimedByRowIds(
   dialect: SqlDialect,
   table: string,

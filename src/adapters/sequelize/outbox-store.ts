@@ -10,6 +10,7 @@ import type {
   OutboxStats,
   OutboxStore,
   ReleaseOptions,
+  RelayLockedOptions,
   RepublishFilter,
 } from '../../ports/outbox-store';
 import type { OutboxMessage } from '../../ports/publisher';
@@ -241,37 +242,34 @@ export class SequelizeOutboxStore implements OutboxStore {
     });
   }
 
-  async relayLocked(limit: number, now: number, send: (rows: OutboxRecord[]) => Promise<LockedBatchOutcome>): Promise<number | null> {
+  async relayLocked(
+    limit: number,
+    now: number,
+    send: (rows: OutboxRecord[]) => Promise<LockedBatchOutcome>,
+    options: RelayLockedOptions = {},
+  ): Promise<number | null> {
     if (!(await this.usesSkipLocked())) return null;
     let sent = false;
+    const limitOn = options.idleLimit === undefined ? null : sql.idleLimitOn(this.dialect, options.idleLimit);
+    const limitOff = limitOn && sql.idleLimitOff(this.dialect);
     // A lock conflict before the rows went out is retried; after, the transaction is gone and the
     // rows are due again (published once more by a later pass, which the subscribers' inbox absorbs).
     const once = () =>
       inTransaction(this.sequelize, async (tx) => {
         const rows = await this.select(sql.selectDueForUpdate(this.dialect, this.table, limit, now), tx);
         if (rows.length === 0) return 0;
+        if (limitOn) await this.exec(limitOn, tx);
         sent = true;
-        const outcome = await send(rows);
-        const rowIds = new Map(rows.map((r) => [r.id, r.rowId]));
-        const publishedRows = outcome.published.map((id) => rowIds.get(id)).filter((id): id is number => id !== undefined);
-        for (let i = 0; i < publishedRows.length; i += CHUNK) {
-          await this.exec(sql.markPublishedByRowIds(this.dialect, this.table, publishedRows.slice(i, i + CHUNK), outcome.now), tx);
+        try {
+          return await this.sendLocked(rows, send, tx);
+        } finally {
+          // The session's own limit back before COMMIT or ROLLBACK (a connection the database has
+          // ended cannot take it, and goes: the error that matters is the one already thrown).
+          if (limitOff) await this.exec(limitOff, tx).catch(() => undefined);
         }
-        for (const m of outcome.failed) {
-          const rowId = rowIds.get(m.id);
-          if (rowId !== undefined) await this.exec(sql.markFailedByRowId(this.dialect, this.table, rowId, m.error, m.nextAttemptTime, outcome.now), tx);
-        }
-        // Keyed rows published: their keys move on, the next event of each due at once.
-        const published = new Set(outcome.published);
-        const keyed = keyedRows(rows.filter((r) => published.has(r.id)));
-        if (keyed.length > 0) {
-          const positions = await this.lockScopes(uniqueScopes(keyed), tx, outcome.now);
-          await this.moveKeysOn(keyed, positions, tx, null, outcome.now, outcome.now);
-        }
-        return rows.length;
         // READ COMMITTED: row locks only. Under REPEATABLE READ the SELECT's next-key locks on the
         // next_attempt_time index make the marks of concurrent relays deadlock (MariaDB).
-      }, { isolationLevel: Transaction.ISOLATION_LEVELS.READ_COMMITTED });
+      }, ROW_LOCKS_ONLY);
     for (let attempt = 1; ; attempt++) {
       try {
         return await once();
@@ -280,6 +278,32 @@ export class SequelizeOutboxStore implements OutboxStore {
         await lockConflictPause(attempt);
       }
     }
+  }
+
+  /** relayLocked's work on the rows it locked: send them, then write the outcome in `tx`. */
+  private async sendLocked(
+    rows: OutboxRecord[],
+    send: (rows: OutboxRecord[]) => Promise<LockedBatchOutcome>,
+    tx: Transaction,
+  ): Promise<number> {
+    const outcome = await send(rows);
+    const rowIds = new Map(rows.map((r) => [r.id, r.rowId]));
+    const publishedRows = outcome.published.map((id) => rowIds.get(id)).filter((id): id is number => id !== undefined);
+    for (let i = 0; i < publishedRows.length; i += CHUNK) {
+      await this.exec(sql.markPublishedByRowIds(this.dialect, this.table, publishedRows.slice(i, i + CHUNK), outcome.now), tx);
+    }
+    for (const m of outcome.failed) {
+      const rowId = rowIds.get(m.id);
+      if (rowId !== undefined) await this.exec(sql.markFailedByRowId(this.dialect, this.table, rowId, m.error, m.nextAttemptTime, outcome.now), tx);
+    }
+    // Keyed rows published: their keys move on, the next event of each due at once.
+    const published = new Set(outcome.published);
+    const keyed = keyedRows(rows.filter((r) => published.has(r.id)));
+    if (keyed.length > 0) {
+      const positions = await this.lockScopes(uniqueScopes(keyed), tx, outcome.now);
+      await this.moveKeysOn(keyed, positions, tx, null, outcome.now, outcome.now);
+    }
+    return rows.length;
   }
 
   async markPublished(ids: readonly string[], now: number): Promise<void> {

@@ -117,7 +117,7 @@ export class RetryByDatabase {
         let locked: number | null;
         const batch: { report?: () => void; movedKeys?: boolean } = {};
         try {
-          locked = await store.relayLocked!(size, this.ctx.clock.now(), (rows) => send(rows, batch));
+          locked = await store.relayLocked!(size, this.ctx.clock.now(), (rows) => send(rows, batch), { idleLimit: tuning.leaseTime });
         } catch (err) {
           drained = true;
           const published = batch.report !== undefined;
