@@ -2,20 +2,21 @@
  * Where figure 3's drain time goes, and what overlapping the phases would give. Not part of
  * `npm run bench`; run it by hand: `npx tsx bench/diagnose-relay.ts [rows]` (MariaDB).
  *
- * 1. Per statement: the retry pass on a backlog, with Sequelize's own timing of every statement
- *    (START TRANSACTION, the SELECT ... FOR UPDATE SKIP LOCKED, the claim and mark UPDATEs, COMMIT).
+ * 1. Per statement: the retry pass with leases on a backlog, with Sequelize's own timing of every
+ *    statement (START TRANSACTION, the SELECT ... FOR UPDATE SKIP LOCKED, the claim and mark
+ *    UPDATEs, COMMIT).
  * 2. The same store calls in two loops: one after the other as the pass runs them (claim,
  *    publish, mark), and pipelined (the next claim runs while this batch is published; the mark
  *    is not waited for), for claims of 100 and 1,000 rows.
  *
- * With `--profile` instead: the pass with the library's defaults drains the backlog with the V8
- * profiler on, and so does figure 3's limit (the same rows, read once, published by
- * `sendMessages` with no claim or mark); busy CPU per event by category and the top functions,
- * for the two side by side: `npx tsx bench/diagnose-relay.ts 100000 --profile`.
+ * With `--profile` instead: the pass with the library's defaults (under row locks) drains the
+ * backlog with the V8 profiler on, then the pass with leases, then figure 3's limit (the same
+ * rows, read once, published by `sendMessages` with no claim or mark); busy CPU per event by
+ * category and the top functions, side by side: `npx tsx bench/diagnose-relay.ts 100000 --profile`.
  */
 import { Session } from 'node:inspector/promises';
 import { QueryTypes } from 'sequelize';
-import { createOutbox, DaprPublisher } from '../src';
+import { createOutbox, DaprPublisher, type OutboxTuning } from '../src';
 import { silentLogger } from '../src/extend';
 import { sendMessages } from '../src/core/send';
 import { createBenchDb, type BenchDb } from './support/db';
@@ -27,8 +28,8 @@ import { internalsOf } from './support/services';
 const TABLE = 'integration_event_log';
 
 /** An outbox publishing to the emulator, and `reset`, which makes its table a backlog of n pending rows again. */
-async function backlogOutbox(db: BenchDb, emu: EmulatorProcess, n: number, retryBatchSize?: number) {
-  const o = createOutbox({ sequelize: db.sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), logger: silentLogger, retryBatchSize });
+async function backlogOutbox(db: BenchDb, emu: EmulatorProcess, n: number, tuning: OutboxTuning = {}) {
+  const o = createOutbox({ sequelize: db.sequelize, publisher: new DaprPublisher({ daprPort: emu.port }), logger: silentLogger, ...tuning });
   await o.migrate();
   const rows = pendingRowsSql(db.sequelize, TABLE, n);
   const reset = async () => {
@@ -56,7 +57,7 @@ async function main(): Promise<void> {
   const emu = await EmulatorProcess.start('users');
   try {
     for (const retryBatchSize of [100, 1000]) {
-      const { o, reset } = await backlogOutbox(db, emu, n, retryBatchSize);
+      const { o, reset } = await backlogOutbox(db, emu, n, { retryBatchSize, relayUnderRowLocks: false });
 
       await reset();
       for (const k of Object.keys(statements)) delete statements[k];
@@ -124,9 +125,14 @@ async function profileDrain(n: number): Promise<void> {
       const { profile } = await session.post('Profiler.stop');
       console.log(`\n${side}: ${rate.toFixed(0)} events/s while profiled\n${summarizeProfile(profile as unknown as Profile, n, 20, 'event')}`);
     };
-    await profiled('the retry pass, defaults (claim 500, leases)', async () => {
+    await profiled('the retry pass, defaults (claim 500, row locks)', async () => {
       while ((await o.runPass('retry-by-database')) > 0);
     });
+    const leased = await backlogOutbox(db, emu, n, { relayUnderRowLocks: false });
+    await profiled('the retry pass with leases (claim 500)', async () => {
+      while ((await leased.o.runPass('retry-by-database')) > 0);
+    });
+    await leased.o.close();
     const store = internalsOf(o).store;
     let all: Awaited<ReturnType<typeof store.find>> = [];
     await profiled(

@@ -31,9 +31,9 @@ const TABLE = 'integration_event_log';
 const CONFIGS: Array<{ key: string; name: string; tuning: OutboxTuning; kinds: DbKind[] }> = [
   { key: 'defaults', name: `defaults (claim ${DEFAULTS.retryBatchSize}, bulk ${DEFAULTS.batchSize})`, tuning: {}, kinds: ['mysql', 'sqlite'] },
   { key: 'claim100', name: "MASA's claim (100), bulk 100", tuning: { retryBatchSize: 100, batchSize: 100 }, kinds: ['mysql'] },
-  // The relay under row locks (one UPDATE per row, no lease) against the defaults' leased claims
-  // (a claim UPDATE and a mark UPDATE per row).
-  { key: 'rowLocks', name: 'defaults + relayUnderRowLocks', tuning: { relayUnderRowLocks: true }, kinds: ['mysql'] },
+  // Leased claims (a claim UPDATE and a mark UPDATE per row) against the defaults' relay under row
+  // locks (one UPDATE per row).
+  { key: 'leases', name: 'defaults with leases (relayUnderRowLocks: false)', tuning: { relayUnderRowLocks: false }, kinds: ['mysql'] },
 ];
 
 type Side = 'one' | 'three' | 'raw';

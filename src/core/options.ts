@@ -47,7 +47,8 @@ export interface OutboxTuning {
   deleteBatchCount?: number;
   /**
    * How long a claim (by the committer or a processor) keeps other replicas off a row, seconds.
-   * A process that dies holding rows frees them when this runs out. Default 30.
+   * A process that dies holding rows frees them when this runs out; under `relayUnderRowLocks`,
+   * also how long the relay's transaction may sit idle while its batch is out. Default 30.
    */
   leaseTime?: number;
   /** Use the publisher's bulk API for several messages of one topic. Default true. */
@@ -55,12 +56,12 @@ export interface OutboxTuning {
   /**
    * The database retry under row locks, where the database has SKIP LOCKED (MariaDB 10.6+, MySQL
    * 8, PostgreSQL): one transaction locks a batch, publishes it and writes its outcome, one UPDATE
-   * per row instead of two, and no lease. It drains a backlog with less database work, but a
-   * process that freezes while publishing (a stopped VM, a partition that leaves its connection
-   * open) keeps its rows locked until the database drops its connection, where a lease would
-   * have run out: set the database's idle-in-transaction timeout (PostgreSQL
-   * `idle_in_transaction_session_timeout`, MariaDB `idle_transaction_timeout`) when you turn it
-   * on. Default false: leases.
+   * per row instead of a claim UPDATE and a mark UPDATE, and no lease. While the batch is out at
+   * the broker the transaction may sit idle for `leaseTime`; past that the database ends its
+   * connection (the session's `wait_timeout` on MySQL and MariaDB, put back before COMMIT;
+   * `idle_in_transaction_session_timeout` for the transaction on PostgreSQL), so a process that
+   * freezes mid-publish frees its rows as a lease would run out. False: leased claims, as on
+   * databases without SKIP LOCKED (SQLite, older MySQL). Default true.
    */
   relayUnderRowLocks?: boolean;
   /** Largest serialised event accepted by `publish()`, bytes. Default 4194304 (4 MiB, Dapr's default request limit). */
@@ -92,7 +93,7 @@ export const DEFAULTS: Readonly<ResolvedTuning> = Object.freeze({
   deleteBatchCount: 1000,
   leaseTime: 30,
   bulk: true,
-  relayUnderRowLocks: false,
+  relayUnderRowLocks: true,
   maxEventBytes: 4 * 1024 * 1024,
   overviewCacheTime: 5,
 });

@@ -252,8 +252,10 @@ for (const kind of testDialects()) {
       assert.equal(await h.outbox.runPass('retry-by-database'), 3);
     });
 
-    it('a failed Published mark is reported, and the next pass (or stop) marks the rows', async () => {
-      h = await makeOutbox(db.sequelize);
+    // With leases the mark is a statement of its own, after the publish (under row locks it is in
+    // the batch's transaction: the next test).
+    it('with leases, a failed Published mark is reported, and the next pass (or stop) marks the rows', async () => {
+      h = await makeOutbox(db.sequelize, { relayUnderRowLocks: false });
       const first = await seedRows(h.outbox, 4, {}, h.clock.now());
       const markPublished = h.store.markPublished.bind(h.store);
       let fail = true;

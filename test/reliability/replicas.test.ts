@@ -191,8 +191,20 @@ for (const kind of serverDialects()) {
       const publishesBefore = emu!.publishes.length;
       const deliveriesBefore = emu!.deliveries.length;
       // A short lease so that the survivors take over a dead or frozen replica's rows quickly, and
-      // publishes widened at both ends so the faults land between commit, publish and mark.
-      const options = { leaseTime: FAULT_LEASE, failedRetryInterval: 0.3, minimumRetryInterval: 0.2, maximumRetryInterval: 1, localFailedRetryInterval: 0.3, maxRetryTimes: 1000 };
+      // publishes widened at both ends so the faults land between commit, publish and mark. The
+      // relay claims with leases here: a claimer is caught by its lease on the rows (under row
+      // locks nothing in the rows shows who holds them; a relay frozen under row locks is tested
+      // in test/processors/locked-relay-idle.test.ts, and the crash test kills replicas relaying
+      // under row locks).
+      const options = {
+        leaseTime: FAULT_LEASE,
+        failedRetryInterval: 0.3,
+        minimumRetryInterval: 0.2,
+        maximumRetryInterval: 1,
+        localFailedRetryInterval: 0.3,
+        maxRetryTimes: 1000,
+        relayUnderRowLocks: false,
+      };
       await Promise.all(replicas.map((r) => boot(r, options, 40)));
 
       let done = 0;

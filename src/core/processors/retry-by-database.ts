@@ -35,8 +35,9 @@ const LANES = 2;
  * one is published. It stops early when a whole batch failed for a transient reason (the broker
  * is down: no point in hammering it) and between batches when the processors are stopping.
  *
- * With `relayUnderRowLocks` on a database with SKIP LOCKED, the same pass runs without leases:
- * see lockedPass().
+ * With `relayUnderRowLocks` (the default) on a database with SKIP LOCKED, the pass runs without
+ * leases: see lockedPass(). Elsewhere (SQLite, older MySQL), or with the option off, it claims
+ * with leases as above.
  */
 export class RetryByDatabase {
   /**
@@ -80,7 +81,9 @@ export class RetryByDatabase {
    * lane starts when a batch comes back full. Publishing takes turns: while one lane publishes,
    * the other locks its next batch or writes its marks.
    * A lane whose turn comes after the broker went down, or after the processors began to stop,
-   * publishes nothing: its rows are left as they were, uncounted. Null: the store cannot.
+   * publishes nothing: its rows are left as they were, uncounted. A lane's transaction may sit
+   * idle for `leaseTime` while its batch is out; a process frozen longer loses its connection and
+   * its locks, as a lease runs out. Null: the store cannot.
    */
   private async lockedPass(): Promise<number | null> {
     const { store, tuning } = this.ctx;
@@ -149,7 +152,7 @@ export class RetryByDatabase {
     return unsupported && sent === 0 ? null : sent;
   }
 
-  /** The pass with leases (databases without SKIP LOCKED): see the class comment. */
+  /** The pass with leases (databases without SKIP LOCKED, or `relayUnderRowLocks: false`): see the class comment. */
   private async leasedPass(): Promise<number> {
     const { tuning } = this.ctx;
     const size = tuning.retryBatchSize;
