@@ -70,6 +70,16 @@ for (const kind of serverDialects()) {
       assert.equal(a.errors.length, 1, 'no further error');
     });
 
+    it('a leaseTime beyond what the database takes as an idle limit is capped, and the pass goes on', async () => {
+      // About 31.7 years: more than PostgreSQL's limit (milliseconds in an int32) and MySQL's (365 days).
+      const h = await makeOutbox(db.sequelize, { relayUnderRowLocks: true, leaseTime: 1e9 });
+      harnesses.push(h);
+      const ids = await seedRows(h.outbox, 3, {}, h.clock.now());
+      assert.equal(await h.outbox.runPass('retry-by-database'), 3);
+      assert.deepEqual(h.errors, []);
+      assert.ok((await h.store.find(ids)).every((r) => r.state === EventState.Published));
+    });
+
     it("the connection goes back to the pool with the session's idle limit as it was", async () => {
       const h = await makeOutbox(db.sequelize, { relayUnderRowLocks: true, leaseTime: 7 });
       harnesses.push(h);

@@ -168,15 +168,17 @@ export function selectDueForUpdate(dialect: SqlDialect, table: string, limit: nu
  * aside for `idleLimitOff`. SQLite has no row locks: nothing to bound.
  */
 export function idleLimitOn(dialect: SqlDialect, seconds: number): Query | null {
+  // Whole seconds, within what each database accepts (PostgreSQL: milliseconds in an int32;
+  // MySQL and MariaDB: 365 days).
   const s = Math.max(1, Math.ceil(seconds));
   switch (dialect) {
     case 'postgres':
-      return { sql: `SET LOCAL idle_in_transaction_session_timeout = ${s * 1000}`, params: [] };
+      return { sql: `SET LOCAL idle_in_transaction_session_timeout = ${Math.min(s, 2_147_483) * 1000}`, params: [] };
     case 'mysql':
     case 'mariadb':
       // wait_timeout, which MySQL and MariaDB both have, governs every wait for the next
       // statement, in a transaction or not: it is put back before COMMIT.
-      return { sql: `SET @outbox_wait_timeout = @@SESSION.wait_timeout, SESSION wait_timeout = ${s}`, params: [] };
+      return { sql: `SET @outbox_wait_timeout = @@SESSION.wait_timeout, SESSION wait_timeout = ${Math.min(s, 31_536_000)}`, params: [] };
     default:
       return null;
   }
