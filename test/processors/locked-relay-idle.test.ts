@@ -40,8 +40,8 @@ for (const kind of serverDialects()) {
     it('its rows go to another relay once it has sat idle for leaseTime; its own outcome write then fails, reported, nothing lost', async () => {
       const gate = new GatedPublisher();
       frozen = gate;
-      const a = await makeOutbox(db.sequelize, { publisher: gate, relayUnderRowLocks: true, leaseTime: 1, instanceId: 'frozen' });
-      const b = await makeOutbox(db.another({ pool: { max: 1, min: 0 } }), { relayUnderRowLocks: true, leaseTime: 1, instanceId: 'awake', clock: a.clock });
+      const a = await makeOutbox(db.sequelize, { publisher: gate, relayUnderRowLocks: true, leaseTime: 2, instanceId: 'frozen' });
+      const b = await makeOutbox(db.another({ pool: { max: 1, min: 0 } }), { relayUnderRowLocks: true, leaseTime: 2, instanceId: 'awake', clock: a.clock });
       harnesses.push(a, b);
       assert.equal(await relaysUnderLocks(a), true);
       const ids = await seedRows(a.outbox, 5, {}, a.clock.now());
@@ -52,7 +52,7 @@ for (const kind of serverDialects()) {
       assert.equal(await b.outbox.runPass('retry-by-database'), 0, 'the rows are locked while the batch is out');
 
       // Past the limit, the database has ended the frozen relay's connection: its locks are gone.
-      await sleep(2_500);
+      await sleep(4_500);
       assert.equal(await b.outbox.runPass('retry-by-database'), 5, 'the other relay takes the rows');
       assert.equal(b.publisher.messages.length, 5);
 
