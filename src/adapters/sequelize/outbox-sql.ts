@@ -164,29 +164,28 @@ export function selectDueForUpdate(dialect: SqlDialect, table: string, limit: nu
  * Bounds how long the locked relay's transaction may sit idle while its batch is out at the
  * broker: if the process freezes (a stopped VM, a partition that leaves its connection open), the
  * database ends the connection after `seconds` and the row locks go with it, as a lease runs out.
- * PostgreSQL scopes the setting to the transaction; MySQL and MariaDB keep the session's value
- * aside for `idleLimitOff`. SQLite has no row locks: nothing to bound.
+ * `on` runs once rows are locked; `off`, where there is one, before COMMIT or ROLLBACK. PostgreSQL
+ * scopes the setting to the transaction; MySQL and MariaDB keep the session's value aside and put
+ * it back. SQLite has no row locks: nothing to bound.
  */
-export function idleLimitOn(dialect: SqlDialect, seconds: number): Query | null {
+export function idleLimit(dialect: SqlDialect, seconds: number): { on: Query; off: Query | null } | null {
   // Whole seconds, within what each database accepts (PostgreSQL: milliseconds in an int32;
   // MySQL and MariaDB: 365 days).
   const s = Math.max(1, Math.ceil(seconds));
   switch (dialect) {
     case 'postgres':
-      return { sql: `SET LOCAL idle_in_transaction_session_timeout = ${Math.min(s, 2_147_483) * 1000}`, params: [] };
+      return { on: { sql: `SET LOCAL idle_in_transaction_session_timeout = ${Math.min(s, 2_147_483) * 1000}`, params: [] }, off: null };
     case 'mysql':
     case 'mariadb':
       // wait_timeout, which MySQL and MariaDB both have, governs every wait for the next
-      // statement, in a transaction or not: it is put back before COMMIT.
-      return { sql: `SET @outbox_wait_timeout = @@SESSION.wait_timeout, SESSION wait_timeout = ${Math.min(s, 31_536_000)}`, params: [] };
+      // statement, in a transaction or not.
+      return {
+        on: { sql: `SET @outbox_wait_timeout = @@SESSION.wait_timeout, SESSION wait_timeout = ${Math.min(s, 31_536_000)}`, params: [] },
+        off: { sql: 'SET SESSION wait_timeout = @outbox_wait_timeout', params: [] },
+      };
     default:
       return null;
   }
-}
-
-/** Puts back what `idleLimitOn` changed for the session (MySQL and MariaDB). */
-export function idleLimitOff(dialect: SqlDialect): Query | null {
-  return dialect === 'mysql' || dialect === 'mariadb' ? { sql: 'SET SESSION wait_timeout = @outbox_wait_timeout', params: [] } : null;
 }
 
 export function markClaimedByRowIds(

@@ -250,22 +250,21 @@ export class SequelizeOutboxStore implements OutboxStore {
   ): Promise<number | null> {
     if (!(await this.usesSkipLocked())) return null;
     let sent = false;
-    const limitOn = options.idleLimit === undefined ? null : sql.idleLimitOn(this.dialect, options.idleLimit);
-    const limitOff = limitOn && sql.idleLimitOff(this.dialect);
+    const idle = options.idleLimit === undefined ? null : sql.idleLimit(this.dialect, options.idleLimit);
     // A lock conflict before the rows went out is retried; after, the transaction is gone and the
     // rows are due again (published once more by a later pass, which the subscribers' inbox absorbs).
     const once = () =>
       inTransaction(this.sequelize, async (tx) => {
         const rows = await this.select(sql.selectDueForUpdate(this.dialect, this.table, limit, now), tx);
         if (rows.length === 0) return 0;
-        if (limitOn) await this.exec(limitOn, tx);
+        if (idle) await this.exec(idle.on, tx);
         sent = true;
         try {
           return await this.sendLocked(rows, send, tx);
         } finally {
           // The session's own limit back before COMMIT or ROLLBACK (a connection the database has
           // ended cannot take it, and goes: the error that matters is the one already thrown).
-          if (limitOff) await this.exec(limitOff, tx).catch(() => undefined);
+          if (idle?.off) await this.exec(idle.off, tx).catch(() => undefined);
         }
         // READ COMMITTED: row locks only. Under REPEATABLE READ the SELECT's next-key locks on the
         // next_attempt_time index make the marks of concurrent relays deadlock (MariaDB).
