@@ -286,12 +286,17 @@ for (const kind of testDialects()) {
       const ids = await seedRows(h.outbox, 4, {}, h.clock.now());
       const relayLocked = h.store.relayLocked.bind(h.store);
       let fail = true;
-      h.store.relayLocked = (limit, now, send) =>
-        relayLocked(limit, now, async (rows) => {
-          const outcome = await send(rows);
-          if (fail) throw new Error('deadlock found');
-          return outcome;
-        });
+      h.store.relayLocked = (limit, now, send, options) =>
+        relayLocked(
+          limit,
+          now,
+          async (rows) => {
+            const outcome = await send(rows);
+            if (fail) throw new Error('deadlock found');
+            return outcome;
+          },
+          options,
+        );
       const published: string[] = [];
       h.outbox.on('published', (e) => published.push(...e.ids));
       assert.equal(await h.outbox.runPass('retry-by-database'), 0, 'the pass failed');
